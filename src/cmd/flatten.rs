@@ -1,0 +1,63 @@
+//! `obd flatten`: write a stack's virtual disk as a raw image.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{human, print_json, GlobalArgs, Progress, UpperArgs};
+use crate::blob::BlobOptions;
+use crate::fsutil::AtomicFile;
+use crate::stack::Stack;
+
+/// Arguments of `obd flatten`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output raw image, or `-` for stdout.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Replace OUT if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Writable top layer.
+    #[command(flatten)]
+    pub upper: UpperArgs,
+    /// Layer blobs, bottom first.
+    #[arg(required_unless_present = "upper")]
+    pub layers: Vec<PathBuf>,
+}
+
+/// Runs `obd flatten`.
+///
+/// # Errors
+/// Unreadable layers, an existing output without `--force`, write errors.
+pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let stack = Stack::open(&a.layers, a.upper.pair(), BlobOptions::default())?;
+    let progress = Progress::bytes(g, stack.virtual_size(), "flatten");
+    if a.output.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        crate::flatten::to_writer(&stack, &mut lock, &progress.callback())?;
+        progress.finish();
+        return Ok(ExitCode::SUCCESS);
+    }
+    let file = AtomicFile::create(&a.output, a.force)?;
+    let stats = crate::flatten::to_file(&stack, file.file(), &progress.callback())?;
+    file.commit()?;
+    progress.finish();
+    if g.json {
+        print_json(
+            out,
+            &serde_json::json!({ "output": a.output.display().to_string(), "stats": stats }),
+        )?;
+    } else if !g.quiet {
+        writeln!(
+            out,
+            "{}: {} virtual disk, {} of data read, {} written",
+            a.output.display(),
+            human(stats.virtual_size),
+            human(stats.data_bytes_read),
+            human(stats.bytes_written)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,233 @@
+//! `obd inspect`: headers, trailers, indexes and stacks.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+
+use super::{human, print_json, GlobalArgs, UpperArgs};
+use crate::blob::BlobOptions;
+use crate::inspect::{self, FileReport, HeaderReport, RecordReport, StackReport};
+use crate::stack::Stack;
+
+/// Arguments of `obd inspect`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// List every index segment (sectors: offset, length, moffset).
+    #[arg(long)]
+    pub index: bool,
+    /// Treat the files as one stack (bottom first) and show the merged view.
+    #[arg(long)]
+    pub stack: bool,
+    /// Writable top layer (with --stack).
+    #[command(flatten)]
+    pub upper: UpperArgs,
+    /// Layer blobs: plain, ZFile or tar-wrapped LSMT files, writable data/index files.
+    #[arg(required_unless_present = "upper")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Runs `obd inspect`.
+///
+/// # Errors
+/// The first file that cannot be read, with its path.
+pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if a.stack || a.upper.upper.is_some() {
+        let stack = Stack::open(&a.files, a.upper.pair(), BlobOptions::default())?;
+        let report = inspect::stack_report(&stack);
+        if g.json {
+            print_json(out, &report)?;
+        } else {
+            print_stack(out, &report)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut reports = Vec::new();
+    for f in &a.files {
+        let r = inspect::inspect_file(f, a.index, BlobOptions::default())
+            .with_context(|| f.display().to_string())?;
+        reports.push(r);
+    }
+    if g.json {
+        print_json(out, &serde_json::json!({ "files": reports }))?;
+    } else {
+        for (i, r) in reports.iter().enumerate() {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            print_file(out, r)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table() -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t
+}
+
+fn print_file(out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "{}: {} ({}), {}",
+        r.path,
+        r.kind,
+        r.containers.join(" > "),
+        human(r.size)
+    )?;
+    if let Some(t) = &r.tar {
+        writeln!(
+            out,
+            "tar: member {:?}, payload {} bytes at offset {}{}",
+            t.member,
+            t.size,
+            t.offset,
+            if t.pax { " (PAX size record)" } else { "" }
+        )?;
+    }
+    if let Some(z) = &r.zfile {
+        writeln!(
+            out,
+            "zfile: {} {} blocks of {}, {} -> {} (ratio {:.2}), block crc {}{}",
+            z.algorithm,
+            z.blocks,
+            human(z.block_size),
+            human(z.original_size),
+            human(z.container_size),
+            z.ratio,
+            if z.crc { "on" } else { "off" },
+            if z.header_overwrite {
+                ", header holds the index (header-overwrite)"
+            } else {
+                ""
+            }
+        )?;
+        let mut t = table();
+        t.set_header(["field", "header", "trailer"]);
+        let col = |f: &dyn Fn(&RecordReport) -> String| {
+            (
+                f(&z.header),
+                f(&z.trailer),
+            )
+        };
+        let rows: Vec<(&str, (String, String))> = vec![
+            ("flags", col(&|r| format!("{:#x} {}", r.flags, r.flags_decoded.join(",")))),
+            ("digest", col(&|r| format!("{:#010x}{}", r.digest, if r.digest_ok { " ok" } else { " BAD" }))),
+            ("index_offset", col(&|r| r.index_offset.to_string())),
+            ("index_size", col(&|r| r.index_size.to_string())),
+            ("original_file_size", col(&|r| r.original_file_size.to_string())),
+            ("index_crc", col(&|r| format!("{:#010x}", r.index_crc))),
+            ("block_size", col(&|r| r.block_size.to_string())),
+            ("algo", col(&|r| r.algo.clone())),
+            ("verify", col(&|r| r.verify.to_string())),
+        ];
+        for (k, (h, tr)) in rows {
+            t.add_row([k.to_string(), h, tr]);
+        }
+        writeln!(out, "{t}")?;
+    }
+    if let Some(l) = &r.lsmt {
+        let mut t = table();
+        let trailer = l.trailer.as_ref();
+        t.set_header(["field", "lsmt header", "lsmt trailer"]);
+        let col = |f: &dyn Fn(&HeaderReport) -> String| {
+            (f(&l.header), trailer.map(|t| f(t)).unwrap_or_else(|| "-".into()))
+        };
+        let rows: Vec<(&str, (String, String))> = vec![
+            ("flags", col(&|h| format!("{:#x} {}", h.header.flags, h.flags_decoded.join(",")))),
+            ("index_offset", col(&|h| h.header.index_offset.to_string())),
+            ("index_size", col(&|h| h.header.index_size.to_string())),
+            ("virtual_size", col(&|h| format!("{} ({})", h.header.virtual_size, human(h.header.virtual_size)))),
+            ("uuid", col(&|h| h.header.uuid.clone())),
+            ("parent_uuid", col(&|h| h.header.parent_uuid.clone())),
+            ("version", col(&|h| format!("{}.{}", h.header.version[0], h.header.version[1]))),
+            ("user_tag", col(&|h| format!("{:?}", h.header.user_tag))),
+        ];
+        for (k, (h, tr)) in rows {
+            t.add_row([k.to_string(), h, tr]);
+        }
+        writeln!(out, "{t}")?;
+        if let Some(ix) = &l.index {
+            writeln!(
+                out,
+                "index: {} segments ({} entries on disk), mapped {}, zeroed {}, data section {}, unreferenced {}",
+                ix.segments,
+                ix.entries_on_disk,
+                human(ix.mapped_bytes),
+                human(ix.zeroed_bytes),
+                human(ix.data_section_bytes),
+                human(ix.unreferenced_bytes)
+            )?;
+        }
+        if let Some(segs) = &l.segments {
+            let mut t = table();
+            t.set_header(["offset (sectors)", "length", "moffset", "zeroed"]);
+            for s in segs {
+                t.add_row([
+                    s.offset.to_string(),
+                    s.length.to_string(),
+                    if s.zeroed { "-".into() } else { s.moffset.to_string() },
+                    if s.zeroed { "yes".into() } else { String::new() },
+                ]);
+            }
+            writeln!(out, "{t}")?;
+        }
+    }
+    Ok(())
+}
+
+fn print_stack(out: &mut dyn Write, r: &StackReport) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "stack: {} layers, virtual size {} ({}), {} merged segments",
+        r.layers.len(),
+        r.virtual_size,
+        human(r.virtual_size),
+        r.merged_segments
+    )?;
+    writeln!(
+        out,
+        "data {}, zeroed {}, holes {}",
+        human(r.data_bytes),
+        human(r.zeroed_bytes),
+        human(r.hole_bytes)
+    )?;
+    let mut t = table();
+    t.set_header(["#", "file", "kind", "uuid", "parent", "segments", "data", "zeroed"]);
+    for l in &r.layers {
+        t.add_row([
+            l.layer.to_string(),
+            l.path.clone(),
+            format!(
+                "{:?}{}",
+                l.kind,
+                if l.containers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", l.containers.join(">"))
+                }
+            ),
+            l.uuid.clone(),
+            l.parent_uuid.clone(),
+            l.segments.to_string(),
+            human(l.data_bytes),
+            human(l.zeroed_bytes),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    if r.chain_consistent {
+        writeln!(out, "parent-uuid chain: consistent")?;
+    } else {
+        for b in &r.chain_breaks {
+            writeln!(
+                out,
+                "parent-uuid chain: layer {} has parent {} but the layer below is {}",
+                b.layer, b.parent_uuid, b.below_uuid
+            )?;
+        }
+    }
+    Ok(())
+}

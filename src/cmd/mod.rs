@@ -1,0 +1,219 @@
+//! The `obd` command line: argument parsing, output and exit codes.
+//!
+//! Exit codes: 0 ok, 1 a check found a problem (`verify`), 2 error.
+//! Errors are one line on stderr: `obd: <file>: <what> at <offset>: <why>`.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub mod demo;
+pub mod flatten;
+pub mod inspect;
+pub mod map;
+mod progress;
+
+pub use progress::Progress;
+
+/// obd: inspect, build, verify and attach OverlayBD (DADI) block-layer images.
+#[derive(Debug, Parser)]
+#[command(name = "obd", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Print one JSON document on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Do not show progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show headers, trailers, indexes and containers of layer blobs, or a stack's merged view.
+    Inspect(inspect::Args),
+    /// Show where each extent of a stack's virtual disk comes from (like `qemu-img map`).
+    Map(map::Args),
+    /// Write a stack's merged virtual disk as a raw image (sparse where possible).
+    Flatten(flatten::Args),
+    /// Build a small sample stack in a temporary directory, then inspect, map and flatten it.
+    Demo(demo::Args),
+}
+
+/// A writable top layer: `--upper DATA INDEX`.
+#[derive(Debug, Clone, Args)]
+pub struct UpperArgs {
+    /// A writable layer (data file and index file) on top of the stack.
+    #[arg(long, num_args = 2, value_names = ["DATA", "INDEX"])]
+    pub upper: Option<Vec<PathBuf>>,
+}
+
+impl UpperArgs {
+    /// The pair, if given.
+    pub fn pair(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        match self.upper.as_deref() {
+            Some([d, i]) => Some((d.as_path(), i.as_path())),
+            _ => None,
+        }
+    }
+}
+
+/// Parses sizes such as `4096`, `4K`, `64KiB`, `1G` (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    if digits == 0 {
+        return Err(format!("{s:?} is not a size (examples: 4096, 4K, 64K, 1G)"));
+    }
+    let n: u64 = t[..digits]
+        .parse()
+        .map_err(|_| format!("{s:?} is too large"))?;
+    let unit = t[digits..].trim().to_ascii_uppercase();
+    let shift = match unit.as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use K, M, G or T)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Formats a byte count for people.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Writes `value` as one pretty JSON document.
+///
+/// # Errors
+/// Write errors.
+pub fn print_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the command fails with.
+pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Inspect(a) => inspect::run(g, a, out),
+        Command::Map(a) => map::run(g, a, out),
+        Command::Flatten(a) => flatten::run(g, a, out),
+        Command::Demo(a) => demo::run(g, a, out),
+    }
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" ({}:{})", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("obd: internal error: {msg}{at}; please report this");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let stdout = io::stdout();
+        let mut lock = stdout.lock();
+        run(cli, &mut lock)
+    }));
+    match result {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("obd: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(_) => ExitCode::from(2),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(io::ErrorKind::BrokenPipe))
+            || c.downcast_ref::<crate::Error>().is_some_and(|o| {
+                matches!(o, crate::Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("2M"), Ok(2 << 20));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("K").is_err());
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(12), "12 B");
+    }
+}

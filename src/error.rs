@@ -1,0 +1,174 @@
+//! The library's error type.
+//!
+//! Every variant names *what* was being read (a singular noun such as
+//! "lsmt trailer" or "zfile jump table") and, where it makes sense, the byte
+//! offset inside the view being read, so that the binary can print one line:
+//! `obd: <file>: <what> at <offset>: <why>`.
+
+use std::fmt;
+use std::io;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while reading or writing layer blobs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+#[allow(missing_docs)] // field names say what they hold
+pub enum Error {
+    /// The operating system failed a read or write.
+    #[error("{what} at {offset:#x}: {source}")]
+    Io {
+        what: &'static str,
+        offset: u64,
+        // Not `#[source]`: the message already carries it, and anyhow would
+        // print it twice.
+        source: io::Error,
+    },
+    /// A magic number did not match.
+    #[error("{what} at {offset:#x}: bad magic")]
+    BadMagic { what: &'static str, offset: u64 },
+    /// A structure is inconsistent.
+    #[error("{what} at {offset:#x}: {detail}")]
+    Corrupt {
+        what: &'static str,
+        offset: u64,
+        detail: String,
+    },
+    /// A well-formed value that obd does not implement.
+    #[error("{what} at {offset:#x}: unsupported {detail}")]
+    Unsupported {
+        what: &'static str,
+        offset: u64,
+        detail: String,
+    },
+    /// A ZFile block failed its CRC32C check.
+    #[error(
+        "zfile block {block} at {offset:#x}: crc32c mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
+    Checksum {
+        block: u64,
+        offset: u64,
+        stored: u32,
+        computed: u32,
+    },
+    /// A read asked for bytes past the end of a view.
+    #[error("{what}: read of {len} bytes at {offset:#x} is past the end ({size:#x} bytes)")]
+    OutOfRange {
+        what: &'static str,
+        offset: u64,
+        len: u64,
+        size: u64,
+    },
+    /// An error inside one layer of a stack.
+    #[error("{path}: {source}")]
+    InLayer {
+        path: String,
+        // Displayed inline (see `Io`).
+        source: Box<Error>,
+    },
+    /// An argument given to the library is not acceptable.
+    #[error("{what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
+}
+
+impl Error {
+    /// Shorthand for [`Error::Corrupt`].
+    pub fn corrupt(what: &'static str, offset: u64, detail: impl fmt::Display) -> Self {
+        Error::Corrupt {
+            what,
+            offset,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Unsupported`].
+    pub fn unsupported(what: &'static str, offset: u64, detail: impl fmt::Display) -> Self {
+        Error::Unsupported {
+            what,
+            offset,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(what: &'static str, detail: impl fmt::Display) -> Self {
+        Error::Invalid {
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Wraps an I/O error.
+    pub fn io(what: &'static str, offset: u64, source: io::Error) -> Self {
+        Error::Io {
+            what,
+            offset,
+            source,
+        }
+    }
+
+    /// The errno a block device should report for this error: the OS error
+    /// for I/O failures, `EINVAL` for unusable arguments and `EIO` for
+    /// everything that is wrong with the data.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            Error::Invalid { .. } | Error::OutOfRange { .. } => libc::EINVAL,
+            Error::InLayer { source, .. } => source.errno(),
+            _ => libc::EIO,
+        }
+    }
+
+    /// True when the error says the data is damaged (as opposed to an
+    /// operating-system failure or an unsupported feature).
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            Error::InLayer { source, .. } => source.is_corruption(),
+            e => matches!(
+                e,
+                Error::BadMagic { .. } | Error::Corrupt { .. } | Error::Checksum { .. }
+            ),
+        }
+    }
+}
+
+/// `a + b`, or a [`Error::Corrupt`] naming `what` on overflow.
+pub fn checked_add(a: u64, b: u64, what: &'static str, offset: u64) -> Result<u64> {
+    a.checked_add(b)
+        .ok_or_else(|| Error::corrupt(what, offset, format!("{a} + {b} overflows")))
+}
+
+/// `a * b`, or a [`Error::Corrupt`] naming `what` on overflow.
+pub fn checked_mul(a: u64, b: u64, what: &'static str, offset: u64) -> Result<u64> {
+    a.checked_mul(b)
+        .ok_or_else(|| Error::corrupt(what, offset, format!("{a} * {b} overflows")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_one_line_with_offset() {
+        let e = Error::corrupt("lsmt index", 0x2000, "entries overlap");
+        assert_eq!(e.to_string(), "lsmt index at 0x2000: entries overlap");
+        let e = Error::Checksum {
+            block: 3,
+            offset: 0x400,
+            stored: 1,
+            computed: 2,
+        };
+        assert!(e.to_string().starts_with("zfile block 3 at 0x400: crc32c mismatch"));
+    }
+
+    #[test]
+    fn errno_mapping() {
+        let e = Error::io("file", 0, io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(e.errno(), libc::ENOSPC);
+        assert_eq!(Error::corrupt("x", 0, "y").errno(), libc::EIO);
+        assert_eq!(Error::invalid("x", "y").errno(), libc::EINVAL);
+        assert!(checked_add(u64::MAX, 1, "x", 0).is_err());
+        assert!(checked_mul(u64::MAX, 2, "x", 0).is_err());
+    }
+}

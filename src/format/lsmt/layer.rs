@@ -1,0 +1,327 @@
+//! `Layer`: one LSMT layer opened for reading, whatever its on-disk shape.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::header::Header;
+use super::index::{self, RwIndex};
+use super::raw::*;
+use super::segment::{Segment, MAX_LENGTH};
+use crate::error::{checked_add, checked_mul, Error, Result};
+use crate::io::{FileAt, ReadAt};
+
+/// What kind of layer file this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A committed read-only layer (`overlaybd-commit`/`merge` output).
+    Committed,
+    /// A writable data file sealed in place (`overlaybd-commit --seal`).
+    SealedInPlace,
+    /// A writable layer: data file + index file.
+    Writable,
+    /// A sparse writable layer: data stored in place, index from file extents.
+    SparseWritable,
+}
+
+/// A layer ready to take part in a stack.
+pub struct Layer {
+    /// The layer's shape.
+    pub kind: Kind,
+    /// The record at offset 0 of the data file.
+    pub header: Header,
+    /// The trailer of a read-only layer.
+    pub trailer: Option<Header>,
+    /// The header of a writable layer's index file.
+    pub index_header: Option<Header>,
+    /// Index entries: sorted, non-overlapping, tags zeroed, validated.
+    pub segments: Vec<Segment>,
+    /// Index entries on disk, padding included (read-only layers) or records
+    /// in the index file (writable layers).
+    pub index_entries: u64,
+    /// Where data lives: `moffset * 512` is a byte offset in this view.
+    pub data: Arc<dyn ReadAt>,
+    /// End of the data section in sectors (`index_offset/512` or the data file size).
+    pub data_end_sectors: u64,
+}
+
+impl std::fmt::Debug for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layer")
+            .field("kind", &self.kind)
+            .field("segments", &self.segments.len())
+            .field("virtual_size", &self.virtual_size())
+            .finish()
+    }
+}
+
+impl Layer {
+    /// The virtual size this layer declares: the trailer's for read-only
+    /// layers, the index header's for writable ones, the data header's for
+    /// sparse ones.
+    pub fn virtual_size(&self) -> u64 {
+        self.authoritative().virtual_size
+    }
+
+    /// The record whose uuid and virtual size are in force.
+    pub fn authoritative(&self) -> &Header {
+        match self.kind {
+            Kind::Committed | Kind::SealedInPlace => self.trailer.as_ref().unwrap_or(&self.header),
+            Kind::Writable => self.index_header.as_ref().unwrap_or(&self.header),
+            Kind::SparseWritable => &self.header,
+        }
+    }
+
+    /// Opens a sealed read-only layer (committed or sealed in place).
+    ///
+    /// # Errors
+    /// [`Error::BadMagic`] / [`Error::Corrupt`] for anything that does not
+    /// satisfy the read-only layer rules; [`Error::Io`] from `r`.
+    pub fn open_ro(r: Arc<dyn ReadAt>) -> Result<Self> {
+        let len = r.len();
+        if len < 2 * HEADER_SPACE {
+            return Err(Error::corrupt(
+                "lsmt header",
+                0,
+                format!("file is {len} bytes, too short for an LSMT header and trailer"),
+            ));
+        }
+        let mut buf = vec![0u8; HEADER_SPACE as usize];
+        r.read_exact_at(&mut buf, 0)?;
+        let header = Header::parse(&buf, "lsmt header", 0)?;
+        if !header.is_header() || !header.is_data() {
+            return Err(Error::corrupt(
+                "lsmt header",
+                28,
+                format!("flags {:#x} are not a data-file header's", header.flags),
+            ));
+        }
+        let at = len - HEADER_SPACE;
+        r.read_exact_at(&mut buf, at)?;
+        let trailer = Header::parse(&buf, "lsmt trailer", at)?;
+        if trailer.is_header() || !trailer.is_data() || !trailer.is_sealed() {
+            return Err(Error::corrupt(
+                "lsmt trailer",
+                at + 28,
+                format!(
+                    "flags {:#x} are not a sealed data-file trailer's (is this a writable layer? give it as --upper DATA INDEX)",
+                    trailer.flags
+                ),
+            ));
+        }
+        let n = trailer.index_size;
+        let bytes = checked_mul(n, SEGMENT_SIZE, "lsmt trailer", at + 40)?;
+        let end = checked_add(trailer.index_offset, bytes, "lsmt trailer", at + 32)?;
+        if n > MAX_INDEX_ENTRIES || end > at {
+            return Err(Error::corrupt(
+                "lsmt trailer",
+                at + 32,
+                format!(
+                    "index of {n} entries at {:#x} does not fit before the trailer at {at:#x}",
+                    trailer.index_offset
+                ),
+            ));
+        }
+        let mut raw = vec![0u8; bytes as usize];
+        r.read_exact_at(&mut raw, trailer.index_offset)?;
+        let segments = index::decode(&raw);
+        let data_end = trailer.index_offset / SECTOR_SIZE;
+        index::validate_ro(&segments, data_end, "lsmt index", trailer.index_offset)?;
+        let kind = if header.is_sealed() {
+            Kind::Committed
+        } else {
+            Kind::SealedInPlace
+        };
+        Ok(Layer {
+            kind,
+            header,
+            trailer: Some(trailer),
+            index_header: None,
+            segments,
+            index_entries: n,
+            data: r,
+            data_end_sectors: data_end,
+        })
+    }
+
+    /// Opens a writable layer from its data and index files. A sparse data
+    /// file (flag bit 4) ignores the index file.
+    ///
+    /// # Errors
+    /// [`Error::BadMagic`] / [`Error::Corrupt`] when either file is not what
+    /// `overlaybd-create` makes; [`Error::Io`].
+    pub fn open_rw(data: File, index_file: File) -> Result<Self> {
+        let data = FileAt::new(data)?;
+        let dlen = data.len();
+        if dlen < HEADER_SPACE {
+            return Err(Error::corrupt(
+                "lsmt data header",
+                0,
+                format!("data file is {dlen} bytes, shorter than its 4096-byte header"),
+            ));
+        }
+        let mut buf = vec![0u8; HEADER_SPACE as usize];
+        data.read_exact_at(&mut buf, 0)?;
+        let header = Header::parse(&buf, "lsmt data header", 0)?;
+        if !header.is_header() || !header.is_data() {
+            return Err(Error::corrupt(
+                "lsmt data header",
+                28,
+                format!("flags {:#x} are not a data-file header's", header.flags),
+            ));
+        }
+        if header.is_sparse() {
+            return Self::open_sparse(data, header);
+        }
+        let index = FileAt::new(index_file)?;
+        let ilen = index.len();
+        if ilen < HEADER_SPACE {
+            return Err(Error::corrupt(
+                "lsmt index header",
+                0,
+                format!("index file is {ilen} bytes, shorter than its 4096-byte header"),
+            ));
+        }
+        index.read_exact_at(&mut buf, 0)?;
+        let ih = Header::parse(&buf, "lsmt index header", 0)?;
+        if !ih.is_header() || ih.is_data() || ih.is_sealed() {
+            return Err(Error::corrupt(
+                "lsmt index header",
+                28,
+                format!("flags {:#x} are not a writable index file's", ih.flags),
+            ));
+        }
+        if ih.index_offset != HEADER_SPACE {
+            return Err(Error::corrupt(
+                "lsmt index header",
+                32,
+                format!("index_offset is {:#x}, expected 0x1000", ih.index_offset),
+            ));
+        }
+        let records = (ilen - HEADER_SPACE) / SEGMENT_SIZE;
+        if records > MAX_INDEX_ENTRIES {
+            return Err(Error::corrupt(
+                "lsmt index file",
+                0,
+                format!("{records} records exceed the limit of {MAX_INDEX_ENTRIES}"),
+            ));
+        }
+        let data_end = dlen / SECTOR_SIZE;
+        let mut rw = RwIndex::new();
+        const CHUNK: u64 = 1 << 16; // records per read
+        let mut chunk = Vec::new();
+        let mut done = 0u64;
+        while done < records {
+            let n = (records - done).min(CHUNK);
+            chunk.resize((n * SEGMENT_SIZE) as usize, 0);
+            let at = HEADER_SPACE + done * SEGMENT_SIZE;
+            index.read_exact_at(&mut chunk, at)?;
+            for (k, s) in index::decode_all(&chunk).into_iter().enumerate() {
+                let Some(s) = s else { continue };
+                let pos = done + k as u64;
+                index::check_physical(
+                    &s,
+                    data_end,
+                    "lsmt index file",
+                    HEADER_SPACE + pos * SEGMENT_SIZE,
+                    pos as usize,
+                )?;
+                rw.insert(s);
+            }
+            done += n;
+        }
+        Ok(Layer {
+            kind: Kind::Writable,
+            header,
+            trailer: None,
+            index_header: Some(ih),
+            segments: rw.segments(),
+            index_entries: records,
+            data: Arc::new(data),
+            data_end_sectors: data_end,
+        })
+    }
+
+    fn open_sparse(data: FileAt, header: Header) -> Result<Self> {
+        let extents = data_extents(data.file(), HEADER_SPACE, data.len())?;
+        let mut segments = Vec::new();
+        for (b, e) in extents {
+            let mut lba = (b - HEADER_SPACE) / SECTOR_SIZE;
+            let end = (e - HEADER_SPACE).div_ceil(SECTOR_SIZE);
+            while lba < end {
+                let len = (end - lba).min(MAX_LENGTH as u64);
+                segments.push(Segment {
+                    offset: lba,
+                    length: len as u32,
+                    moffset: lba + HEADER_SPACE / SECTOR_SIZE,
+                    zeroed: false,
+                    tag: 0,
+                });
+                lba += len;
+            }
+        }
+        let data_end = data.len().div_ceil(SECTOR_SIZE);
+        let n = segments.len() as u64;
+        Ok(Layer {
+            kind: Kind::SparseWritable,
+            header,
+            trailer: None,
+            index_header: None,
+            segments,
+            index_entries: n,
+            data: Arc::new(ZeroPadded(data)),
+            data_end_sectors: data_end,
+        })
+    }
+}
+
+/// A file whose last partial sector reads as zeros past EOF (sparse layers
+/// map whole sectors).
+struct ZeroPadded(FileAt);
+
+impl ReadAt for ZeroPadded {
+    fn len(&self) -> u64 {
+        self.0.len().div_ceil(SECTOR_SIZE) * SECTOR_SIZE
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        crate::io::check_range("sparse data file", offset, buf.len(), self.len())?;
+        let real = self.0.len();
+        let n = real.saturating_sub(offset).min(buf.len() as u64) as usize;
+        self.0.read_exact_at(&mut buf[..n], offset)?;
+        buf[n..].fill(0);
+        Ok(())
+    }
+}
+
+/// Allocated extents `[b, e)` of `file` in `[from, len)`, found with
+/// `SEEK_DATA`/`SEEK_HOLE` as the reference rebuilds a sparse index.
+///
+/// # Errors
+/// [`Error::Io`] from `lseek` other than the ENXIO that ends the scan.
+pub fn data_extents(file: &File, from: u64, len: u64) -> Result<Vec<(u64, u64)>> {
+    use rustix::fs::{seek, SeekFrom};
+    let mut out = Vec::new();
+    let mut pos = from;
+    while pos < len {
+        let b = match seek(file, SeekFrom::Data(pos)) {
+            Ok(b) => b,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(Error::io("sparse data file", pos, e.into())),
+        };
+        if b >= len {
+            break;
+        }
+        let e = match seek(file, SeekFrom::Hole(b)) {
+            Ok(e) => e.min(len),
+            Err(e) => return Err(Error::io("sparse data file", b, e.into())),
+        };
+        if e <= b {
+            break;
+        }
+        out.push((b, e));
+        pos = e;
+    }
+    Ok(out)
+}

@@ -1,0 +1,399 @@
+//! `ZFile<R>`: the decompressed view of a ZFile container.
+
+use std::cell::RefCell;
+
+use super::raw::*;
+use super::record::Record;
+use super::{decompress_block, Algorithm};
+use crate::checksum::{crc32c, crc32c_salt};
+use crate::error::{checked_add, checked_mul, Error, Result};
+use crate::io::{check_range, ReadAt};
+
+/// How to open a ZFile.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// Check each block's CRC32C on every read (default on).
+    pub check_crc: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { check_crc: true }
+    }
+}
+
+/// The decompressed content of a ZFile, readable at any offset.
+#[derive(Debug)]
+pub struct ZFile<R> {
+    inner: R,
+    header: Record,
+    trailer: Record,
+    overwrite: bool,
+    algo: Algorithm,
+    block_size: u64,
+    size: u64,
+    has_crc: bool,
+    check_crc: bool,
+    /// Absolute offset of block i is `offsets[i]`; `offsets[n]` ends the data.
+    offsets: Vec<u64>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl<R: ReadAt> ZFile<R> {
+    /// Opens a ZFile with default options (CRC checked on every read).
+    ///
+    /// # Errors
+    /// See [`ZFile::open_with`].
+    pub fn open(inner: R) -> Result<Self> {
+        Self::open_with(inner, OpenOptions::default())
+    }
+
+    /// Opens a ZFile: validates header, trailer and jump table.
+    ///
+    /// # Errors
+    /// [`Error::BadMagic`] when `inner` is not a ZFile, [`Error::Corrupt`]
+    /// for any inconsistency, [`Error::Unsupported`] for features obd does
+    /// not implement, [`Error::Io`] from `inner`.
+    pub fn open_with(inner: R, opts: OpenOptions) -> Result<Self> {
+        let len = inner.len();
+        if len < HEADER_SPACE {
+            return Err(Error::corrupt(
+                "zfile header",
+                0,
+                format!("file is {len} bytes, shorter than a 512-byte header"),
+            ));
+        }
+        let mut buf = [0u8; HEADER_SPACE as usize];
+        inner.read_exact_at(&mut buf, 0)?;
+        let header = Record::parse(&buf, "zfile header", 0)?;
+        if header.flags & FLAG_HEADER == 0 {
+            return Err(Error::corrupt(
+                "zfile header",
+                32,
+                "the header's is-header flag is clear",
+            ));
+        }
+        if !header.digest_ok() {
+            return Err(Error::corrupt(
+                "zfile header",
+                28,
+                format!(
+                    "digest mismatch (stored {:#010x}, computed {:#010x})",
+                    header.digest, header.computed_digest
+                ),
+            ));
+        }
+        // The trailer is read in both modes: with the header-overwrite flag the
+        // header is authoritative, but every writer still ends the file with a
+        // trailer, and a missing one means the file was cut short.
+        if len < 2 * HEADER_SPACE {
+            return Err(Error::corrupt(
+                "zfile trailer",
+                0,
+                format!("file is {len} bytes, too short for a header and a trailer"),
+            ));
+        }
+        let at = len - HEADER_SPACE;
+        inner.read_exact_at(&mut buf, at)?;
+        let trailer = Record::parse(&buf, "zfile trailer", at).map_err(|e| match e {
+            Error::BadMagic { .. } => Error::corrupt(
+                "zfile trailer",
+                at,
+                "no trailer at the end of the file (truncated?)",
+            ),
+            e => e,
+        })?;
+        let want = FLAG_DATA | FLAG_SEALED;
+        if trailer.flags & FLAG_HEADER != 0 || trailer.flags & want != want {
+            return Err(Error::corrupt(
+                "zfile trailer",
+                at + 32,
+                format!("flags {:#x} are not a sealed data-file trailer's", trailer.flags),
+            ));
+        }
+        let overwrite = header.flags & FLAG_HEADER_OVERWRITE != 0;
+        if !overwrite {
+            if header.flags & FLAG_DATA == 0 {
+                return Err(Error::corrupt(
+                    "zfile header",
+                    32,
+                    "the data-file flag is clear",
+                ));
+            }
+            if !trailer.digest_ok() {
+                return Err(Error::corrupt(
+                    "zfile trailer",
+                    at + 28,
+                    format!(
+                        "digest mismatch (stored {:#010x}, computed {:#010x})",
+                        trailer.digest, trailer.computed_digest
+                    ),
+                ));
+            }
+        }
+        let (rec, rec_at) = if overwrite {
+            (header.clone(), 0)
+        } else {
+            (trailer.clone(), at)
+        };
+        let what = if overwrite {
+            "zfile header"
+        } else {
+            "zfile trailer"
+        };
+        let algo = Algorithm::from_id(rec.algo, what, rec_at + 76)?;
+        let bs = rec.block_size;
+        if !bs.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs) {
+            return Err(Error::unsupported(
+                what,
+                rec_at + 72,
+                format!("block size {bs} (expected a power of two from 4 KiB to 64 KiB)"),
+            ));
+        }
+        if rec.flags & FLAG_INDEX_COMPRESSED != 0 {
+            return Err(Error::unsupported(what, rec_at + 32, "compressed jump table"));
+        }
+        if rec.use_dict != 0 || rec.dict_size != 0 {
+            return Err(Error::unsupported(
+                what,
+                rec_at + 78,
+                format!("dictionary (use_dict {}, dict_size {})", rec.use_dict, rec.dict_size),
+            ));
+        }
+        if rec.verify > 1 {
+            return Err(Error::corrupt(
+                what,
+                rec_at + 88,
+                format!("verify is {}, expected 0 or 1", rec.verify),
+            ));
+        }
+        let n = rec.index_size;
+        let want_blocks = rec.original_file_size.div_ceil(bs as u64);
+        if n != want_blocks {
+            return Err(Error::corrupt(
+                what,
+                rec_at + 48,
+                format!(
+                    "{n} blocks in the jump table, but {} bytes in {bs}-byte blocks need {want_blocks}",
+                    rec.original_file_size
+                ),
+            ));
+        }
+        let table_bytes = checked_mul(n, 4, what, rec_at + 48)?;
+        let table_end = checked_add(rec.index_offset, table_bytes, what, rec_at + 40)?;
+        let limit = len - HEADER_SPACE;
+        if rec.index_offset < HEADER_SPACE || table_end > limit {
+            return Err(Error::corrupt(
+                what,
+                rec_at + 40,
+                format!(
+                    "jump table of {n} entries at {:#x} does not fit between the header and {limit:#x}",
+                    rec.index_offset
+                ),
+            ));
+        }
+        let mut table = vec![0u8; table_bytes as usize];
+        inner.read_exact_at(&mut table, rec.index_offset)?;
+        if rec.has_digest() {
+            let crc = crc32c(&table);
+            if crc != rec.index_crc {
+                return Err(Error::corrupt(
+                    "zfile jump table",
+                    rec.index_offset,
+                    format!(
+                        "index crc mismatch (stored {:#010x}, computed {crc:#010x})",
+                        rec.index_crc
+                    ),
+                ));
+            }
+        }
+        let has_crc = rec.verify == 1;
+        let min = if has_crc { CRC_SIZE + 1 } else { 1 };
+        let max = bs as u64 + MAX_BLOCK_OVERHEAD + if has_crc { CRC_SIZE } else { 0 };
+        let mut offsets = Vec::with_capacity(n as usize + 1);
+        let mut pos = HEADER_SPACE;
+        offsets.push(pos);
+        for (i, e) in table.chunks_exact(4).enumerate() {
+            let l = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as u64;
+            if l < min || l > max {
+                return Err(Error::corrupt(
+                    "zfile jump table",
+                    rec.index_offset + 4 * i as u64,
+                    format!("block {i} is {l} bytes on disk, expected {min}..={max}"),
+                ));
+            }
+            pos += l;
+            if pos > rec.index_offset {
+                return Err(Error::corrupt(
+                    "zfile jump table",
+                    rec.index_offset + 4 * i as u64,
+                    format!(
+                        "block {i} ends at {pos:#x}, past the jump table at {:#x}",
+                        rec.index_offset
+                    ),
+                ));
+            }
+            offsets.push(pos);
+        }
+        Ok(ZFile {
+            inner,
+            algo,
+            block_size: bs as u64,
+            size: rec.original_file_size,
+            has_crc,
+            check_crc: opts.check_crc,
+            offsets,
+            header,
+            trailer,
+            overwrite,
+        })
+    }
+
+    /// The header record as stored.
+    pub fn header(&self) -> &Record {
+        &self.header
+    }
+
+    /// The trailer record as stored.
+    pub fn trailer(&self) -> &Record {
+        &self.trailer
+    }
+
+    /// True when the header holds the final fields (header-overwrite flag);
+    /// the trailer is then informational.
+    pub fn header_overwrite(&self) -> bool {
+        self.overwrite
+    }
+
+    /// The record whose fields are in force.
+    pub fn record(&self) -> &Record {
+        if self.overwrite {
+            &self.header
+        } else {
+            &self.trailer
+        }
+    }
+
+    /// The compression algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algo
+    }
+
+    /// Uncompressed block size.
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
+    /// Number of blocks.
+    pub fn blocks(&self) -> u64 {
+        self.offsets.len() as u64 - 1
+    }
+
+    /// True when blocks carry CRCs.
+    pub fn has_crc(&self) -> bool {
+        self.has_crc
+    }
+
+    /// Bytes of compressed blocks (CRCs included), i.e. the data section.
+    pub fn compressed_size(&self) -> u64 {
+        self.offsets[self.offsets.len() - 1] - HEADER_SPACE
+    }
+
+    /// The container.
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+
+    /// On-disk byte range of block `i` (CRC included).
+    pub fn block_range(&self, i: u64) -> std::ops::Range<u64> {
+        self.offsets[i as usize]..self.offsets[i as usize + 1]
+    }
+
+    /// Uncompressed length of block `i`.
+    pub fn block_len(&self, i: u64) -> usize {
+        let start = i * self.block_size;
+        (self.size - start).min(self.block_size) as usize
+    }
+
+    /// Checks a block record (compressed bytes + CRC) and decompresses it into
+    /// `dst`, which must be exactly [`ZFile::block_len`] bytes.
+    ///
+    /// # Errors
+    /// [`Error::Checksum`] or [`Error::Corrupt`] naming the block.
+    pub fn decode_block(&self, i: u64, record: &[u8], dst: &mut [u8], check_crc: bool) -> Result<()> {
+        let at = self.offsets[i as usize];
+        let data = if self.has_crc {
+            let (data, crc) = record.split_at(record.len() - CRC_SIZE as usize);
+            if check_crc {
+                let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+                let computed = crc32c_salt(data);
+                if stored != computed {
+                    return Err(Error::Checksum {
+                        block: i,
+                        offset: at,
+                        stored,
+                        computed,
+                    });
+                }
+            }
+            data
+        } else {
+            record
+        };
+        decompress_block(self.algo, data, dst, i, at)
+    }
+
+    /// Reads block `i`'s record and decompresses it into `dst`.
+    fn read_block(&self, i: u64, dst: &mut [u8], scratch: &mut Vec<u8>) -> Result<()> {
+        let r = self.block_range(i);
+        let n = (r.end - r.start) as usize;
+        if scratch.len() < n {
+            scratch.resize(n, 0);
+        }
+        let rec = &mut scratch[..n];
+        self.inner.read_exact_at(rec, r.start)?;
+        self.decode_block(i, rec, dst, self.check_crc)
+    }
+}
+
+impl<R: ReadAt> ReadAt for ZFile<R> {
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range("zfile", offset, buf.len(), self.size)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let (scratch, block) = &mut *guard;
+            let bs = self.block_size;
+            let end = offset + buf.len() as u64;
+            let mut pos = offset;
+            while pos < end {
+                let i = pos / bs;
+                let bstart = i * bs;
+                let blen = self.block_len(i);
+                let within = (pos - bstart) as usize;
+                let take = ((end - pos) as usize).min(blen - within);
+                let out = &mut buf[(pos - offset) as usize..(pos - offset) as usize + take];
+                if within == 0 && take == blen {
+                    self.read_block(i, out, scratch)?;
+                } else {
+                    if block.len() < blen {
+                        block.resize(blen, 0);
+                    }
+                    self.read_block(i, &mut block[..blen], scratch)?;
+                    out.copy_from_slice(&block[within..within + take]);
+                }
+                pos += take as u64;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,26 @@
+//! obd: a toolkit for DADI/OverlayBD container-image block layers.
+//!
+//! A layer is an LSMT file ([`format::lsmt`]), optionally inside a ZFile
+//! ([`format::zfile`]), optionally inside a one-member tar
+//! ([`format::tar`]). Every view is a [`ReadAt`]: `File` → tar payload →
+//! ZFile → LSMT layer → [`stack::Stack`], each positional and thread-safe.
+//!
+//! The command-line front end lives in [`cmd`]; everything else is library.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod blob;
+pub mod checksum;
+pub mod cmd;
+pub mod error;
+pub mod format;
+pub mod fsutil;
+pub mod inspect;
+pub mod flatten;
+pub mod io;
+pub mod stack;
+pub mod uuid;
+
+pub use error::{Error, Result};
+pub use io::ReadAt;

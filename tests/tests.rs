@@ -1,0 +1,7 @@
+//! Integration tests: the `obd` binary against the reference fixtures.
+
+mod util;
+
+mod fixtures;
+mod corruption;
+mod cli;
