@@ -159,7 +159,9 @@ mod tests {
             stored: 1,
             computed: 2,
         };
-        assert!(e.to_string().starts_with("zfile block 3 at 0x400: crc32c mismatch"));
+        assert!(e
+            .to_string()
+            .starts_with("zfile block 3 at 0x400: crc32c mismatch"));
     }
 
     #[test]

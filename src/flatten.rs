@@ -106,7 +106,11 @@ pub fn to_file(stack: &Stack, out: &File, progress: &(dyn Fn(u64) + Sync)) -> Re
 ///
 /// # Errors
 /// Read errors of the stack and write errors of `out`.
-pub fn to_writer(stack: &Stack, out: &mut dyn Write, progress: &(dyn Fn(u64) + Sync)) -> Result<FlattenStats> {
+pub fn to_writer(
+    stack: &Stack,
+    out: &mut dyn Write,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<FlattenStats> {
     let size = stack.virtual_size();
     let zeros = vec![0u8; CHUNK as usize];
     let mut stats = FlattenStats {

@@ -25,7 +25,10 @@ impl AtomicFile {
         if !force && dest.symlink_metadata().is_ok() {
             return Err(Error::invalid(
                 "output",
-                format!("{} already exists (use --force to replace it)", dest.display()),
+                format!(
+                    "{} already exists (use --force to replace it)",
+                    dest.display()
+                ),
             ));
         }
         let dir = match dest.parent() {
@@ -85,7 +88,10 @@ impl AtomicFile {
                 if e.error.kind() == std::io::ErrorKind::AlreadyExists {
                     Error::invalid(
                         "output",
-                        format!("{} already exists (use --force to replace it)", dest.display()),
+                        format!(
+                            "{} already exists (use --force to replace it)",
+                            dest.display()
+                        ),
                     )
                 } else {
                     Error::io("output rename", 0, e.error)

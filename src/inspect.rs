@@ -263,7 +263,7 @@ pub fn inspect_file(path: &Path, with_segments: bool, opts: BlobOptions) -> Resu
             compressed_size: z.compressed_size(),
             container_size: z.inner().len(),
             original_size: rec.original_file_size,
-            ratio: if z.inner().len() == 0 {
+            ratio: if z.inner().is_empty() {
                 0.0
             } else {
                 rec.original_file_size as f64 / z.inner().len() as f64
@@ -315,7 +315,10 @@ fn inspect_lsmt(
         return Err(Error::corrupt(
             "lsmt header",
             28,
-            format!("flags {:#x}: the record at offset 0 is not a header", header.flags),
+            format!(
+                "flags {:#x}: the record at offset 0 is not a header",
+                header.flags
+            ),
         ));
     }
     if !header.is_data() {
@@ -356,8 +359,14 @@ fn inspect_lsmt(
     }
     if header.is_sparse() {
         let file = std::fs::File::open(path).map_err(|e| Error::io("file", 0, e))?;
-        let layer = Layer::open_rw(file, std::fs::File::open("/dev/null").map_err(|e| Error::io("file", 0, e))?)?;
-        return Ok(("lsmt_rw_sparse_data", Some(layer_report(&layer, with_segments))));
+        let layer = Layer::open_rw(
+            file,
+            std::fs::File::open("/dev/null").map_err(|e| Error::io("file", 0, e))?,
+        )?;
+        return Ok((
+            "lsmt_rw_sparse_data",
+            Some(layer_report(&layer, with_segments)),
+        ));
     }
     Ok((
         "lsmt_rw_data",

@@ -225,6 +225,7 @@ impl std::io::Read for Cursor<'_> {
 
 /// Test doubles.
 #[cfg(test)]
+#[allow(missing_docs)]
 pub mod testing {
     use super::*;
     use std::sync::Mutex;

@@ -14,11 +14,12 @@ pub mod blob;
 pub mod checksum;
 pub mod cmd;
 pub mod error;
+pub mod flatten;
 pub mod format;
 pub mod fsutil;
 pub mod inspect;
-pub mod flatten;
 pub mod io;
+pub mod sample;
 pub mod stack;
 pub mod uuid;
 

@@ -138,7 +138,11 @@ impl Stack {
     ///
     /// # Errors
     /// The first layer that fails to open, with its path.
-    pub fn open(paths: &[PathBuf], upper: Option<(&Path, &Path)>, opts: BlobOptions) -> Result<Self> {
+    pub fn open(
+        paths: &[PathBuf],
+        upper: Option<(&Path, &Path)>,
+        opts: BlobOptions,
+    ) -> Result<Self> {
         let mut layers = Vec::with_capacity(paths.len() + 1);
         for p in paths {
             layers.push(StackLayer::open_ro(p, opts).map_err(|e| at_path(p, e))?);
@@ -259,8 +263,14 @@ impl Stack {
                         (Source::Hole, Source::Hole) => true,
                         (Source::Zero { layer: a }, Source::Zero { layer: b }) => a == b,
                         (
-                            Source::Data { layer: a, offset: o },
-                            Source::Data { layer: b, offset: p },
+                            Source::Data {
+                                layer: a,
+                                offset: o,
+                            },
+                            Source::Data {
+                                layer: b,
+                                offset: p,
+                            },
                         ) => a == b && o + last.length == p,
                         _ => false,
                     };
@@ -353,12 +363,12 @@ impl ReadAt for Stack {
                         dst.fill(0);
                     } else {
                         let at = m.moffset * SECTOR_SIZE + (pos - mstart);
-                        self.readers[m.layer as usize].read_exact_at(dst, at).map_err(|e| {
-                            Error::InLayer {
+                        self.readers[m.layer as usize]
+                            .read_exact_at(dst, at)
+                            .map_err(|e| Error::InLayer {
                                 path: self.layers[m.layer as usize].name.clone(),
                                 source: Box::new(e),
-                            }
-                        })?;
+                            })?;
                     }
                     pos = stop;
                     i += 1;

@@ -20,7 +20,11 @@ fn usage_errors_exit_2() {
 #[test]
 fn missing_file_is_one_line() {
     let r = obd(["inspect", "does-not-exist.commit"]).clean_error();
-    assert!(r.stderr().contains("does-not-exist.commit"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("does-not-exist.commit"),
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
@@ -42,7 +46,15 @@ fn flatten_refuses_to_overwrite() {
     std::fs::write(&out, b"keep me").unwrap();
     obd(["flatten", "-q", "-o", out.to_str().unwrap(), "L0.commit"]).clean_error();
     assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
-    obd(["flatten", "-q", "-f", "-o", out.to_str().unwrap(), "L0.commit"]).ok();
+    obd([
+        "flatten",
+        "-q",
+        "-f",
+        "-o",
+        out.to_str().unwrap(),
+        "L0.commit",
+    ])
+    .ok();
     assert_eq!(std::fs::metadata(&out).unwrap().len(), 1 << 30);
     // Nothing left behind but the output.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -101,7 +113,10 @@ fn completions_and_man_pages_are_current() {
     }
     for d in ["completions", "man"] {
         let n = std::fs::read_dir(root.join(d)).unwrap().count();
-        let expected = want.iter().filter(|(p, _)| p.parent().unwrap().ends_with(d)).count();
+        let expected = want
+            .iter()
+            .filter(|(p, _)| p.parent().unwrap().ends_with(d))
+            .count();
         assert_eq!(n, expected, "{d}/ holds files the CLI no longer generates");
     }
 }

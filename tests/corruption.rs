@@ -136,12 +136,19 @@ fn cli_errors_are_one_line() {
             let r = obd(&args);
             if r.code() != 0 {
                 let r = r.clean_error();
-                assert!(r.stderr().contains(&name), "error names the file: {}", r.stderr());
+                assert!(
+                    r.stderr().contains(&name),
+                    "error names the file: {}",
+                    r.stderr()
+                );
                 broke += 1;
             }
             let _ = std::fs::remove_file(dir.path().join("out"));
         }
-        assert!(broke > 0, "{name}: damage went unnoticed by both inspect and flatten");
+        assert!(
+            broke > 0,
+            "{name}: damage went unnoticed by both inspect and flatten"
+        );
     }
 }
 

@@ -26,10 +26,7 @@ fn stacks() -> Vec<Value> {
 }
 
 fn plain_hash() -> String {
-    stacks()
-        .iter()
-        .find(|s| s["name"] == "s_plain")
-        .unwrap()["flattened_sha256"]
+    stacks().iter().find(|s| s["name"] == "s_plain").unwrap()["flattened_sha256"]
         .as_str()
         .unwrap()
         .to_string()
@@ -67,23 +64,41 @@ fn expected_hash(s: &Value) -> String {
 fn every_stack_flattens_to_the_manifest_hash() {
     let dir = tmpdir();
     for s in stacks() {
-        let out = dir.path().join(format!("{}.raw", s["name"].as_str().unwrap()));
-        let mut args = vec!["flatten".to_string(), "-q".into(), "-o".into(), out.display().to_string()];
+        let out = dir
+            .path()
+            .join(format!("{}.raw", s["name"].as_str().unwrap()));
+        let mut args = vec![
+            "flatten".to_string(),
+            "-q".into(),
+            "-o".into(),
+            out.display().to_string(),
+        ];
         args.extend(stack_args(&s));
         obd(&args).ok();
         let meta = std::fs::metadata(&out).unwrap();
-        assert_eq!(meta.len(), s["virtual_size"].as_u64().unwrap(), "{}", s["name"]);
+        assert_eq!(
+            meta.len(),
+            s["virtual_size"].as_u64().unwrap(),
+            "{}",
+            s["name"]
+        );
         assert_eq!(sha256_file(&out), expected_hash(&s), "stack {}", s["name"]);
     }
 }
 
 #[test]
 fn flatten_to_stdout_matches_too() {
-    let s = stacks().into_iter().find(|s| s["name"] == "s_mixed").unwrap();
+    let s = stacks()
+        .into_iter()
+        .find(|s| s["name"] == "s_mixed")
+        .unwrap();
     let mut args = vec!["flatten".to_string(), "-o".into(), "-".into()];
     args.extend(stack_args(&s));
     let r = obd(&args).ok();
-    assert_eq!(r.out.stdout.len() as u64, s["virtual_size"].as_u64().unwrap());
+    assert_eq!(
+        r.out.stdout.len() as u64,
+        s["virtual_size"].as_u64().unwrap()
+    );
     assert_eq!(sha256(&r.out.stdout), expected_hash(&s));
 }
 
@@ -92,7 +107,16 @@ fn flatten_writes_a_sparse_file() {
     use std::os::unix::fs::MetadataExt;
     let dir = tmpdir();
     let out = dir.path().join("flat.raw");
-    obd(["flatten", "-q", "-o", out.to_str().unwrap(), "L0.lz4.tar", "L1.lz4-bs16.zfile", "L2.zstd-bs32.zfile"]).ok();
+    obd([
+        "flatten",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+        "L0.lz4.tar",
+        "L1.lz4-bs16.zfile",
+        "L2.zstd-bs32.zfile",
+    ])
+    .ok();
     let meta = std::fs::metadata(&out).unwrap();
     assert_eq!(meta.len(), 1 << 30);
     // About 2 MiB of the 1 GiB disk has data; holes must stay holes.
@@ -112,16 +136,23 @@ fn every_zfile_decompresses_to_the_manifest_hash() {
             continue;
         }
         let blob = Blob::open(&fx(name), BlobOptions::default()).unwrap();
-        let z = blob.zfile.as_ref().unwrap_or_else(|| panic!("{name}: not detected as ZFile"));
+        let z = blob
+            .zfile
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: not detected as ZFile"));
         let mut data = vec![0u8; z.len() as usize];
-        z.read_exact_at(&mut data, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        z.read_exact_at(&mut data, 0)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let want = match f["decompressed_sha256"].as_str() {
             Some(h) => h.to_string(),
             None => {
                 // The reference cannot read this one (blocks over 64 KiB); the
                 // manifest says it was made from the same layer as L0.commit.
                 assert_eq!(name, "L0.zstd-bs64.zfile");
-                m["files"]["L0.commit"]["sha256"].as_str().unwrap().to_string()
+                m["files"]["L0.commit"]["sha256"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
             }
         };
         assert_eq!(sha256(&data), want, "{name}");
@@ -157,7 +188,6 @@ fn inspect_reports_manifest_header_fields() {
                 "zfile" => &file["zfile"][record][field],
                 _ => &file["lsmt"][record][field],
             };
-            let got = if field == "algo" { got.clone() } else { got.clone() };
             assert_eq!(&got, want, "{name}: {k}");
         }
         if let Some(off) = f.get("tar_payload_offset") {
@@ -186,7 +216,15 @@ fn split_key(k: &str) -> (&str, &str, &str) {
 
 #[test]
 fn inspect_stack_reports_chain_and_sizes() {
-    let r = obd(["inspect", "--stack", "--json", "L0.commit", "L1.commit", "L2.commit"]).ok();
+    let r = obd([
+        "inspect",
+        "--stack",
+        "--json",
+        "L0.commit",
+        "L1.commit",
+        "L2.commit",
+    ])
+    .ok();
     let j = r.json();
     assert_eq!(j["virtual_size"], 1u64 << 30);
     assert_eq!(j["chain_consistent"], true);
@@ -255,7 +293,16 @@ fn map_agrees_with_the_manifest_ops() {
 #[test]
 fn map_lba_shows_one_extent() {
     // L2 wrote payload2 data at byte 720896 (sector 1408).
-    let r = obd(["map", "--json", "--lba", "1408", "L0.commit", "L1.commit", "L2.commit"]).ok();
+    let r = obd([
+        "map",
+        "--json",
+        "--lba",
+        "1408",
+        "L0.commit",
+        "L1.commit",
+        "L2.commit",
+    ])
+    .ok();
     let j = r.json();
     let ex = j["extents"].as_array().unwrap();
     assert_eq!(ex.len(), 1);

@@ -2,6 +2,6 @@
 
 mod util;
 
-mod fixtures;
-mod corruption;
 mod cli;
+mod corruption;
+mod fixtures;

@@ -68,7 +68,11 @@ impl Run {
             "expected one 'obd: ' line on stderr{}",
             self.context()
         );
-        assert!(!err.contains("panicked") && !err.contains("internal error"), "panic{}", self.context());
+        assert!(
+            !err.contains("panicked") && !err.contains("internal error"),
+            "panic{}",
+            self.context()
+        );
         self
     }
     /// Parses stdout as JSON.

@@ -107,18 +107,28 @@ fn print_file(out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
         )?;
         let mut t = table();
         t.set_header(["field", "header", "trailer"]);
-        let col = |f: &dyn Fn(&RecordReport) -> String| {
-            (
-                f(&z.header),
-                f(&z.trailer),
-            )
-        };
+        let col = |f: &dyn Fn(&RecordReport) -> String| (f(&z.header), f(&z.trailer));
         let rows: Vec<(&str, (String, String))> = vec![
-            ("flags", col(&|r| format!("{:#x} {}", r.flags, r.flags_decoded.join(",")))),
-            ("digest", col(&|r| format!("{:#010x}{}", r.digest, if r.digest_ok { " ok" } else { " BAD" }))),
+            (
+                "flags",
+                col(&|r| format!("{:#x} {}", r.flags, r.flags_decoded.join(","))),
+            ),
+            (
+                "digest",
+                col(&|r| {
+                    format!(
+                        "{:#010x}{}",
+                        r.digest,
+                        if r.digest_ok { " ok" } else { " BAD" }
+                    )
+                }),
+            ),
             ("index_offset", col(&|r| r.index_offset.to_string())),
             ("index_size", col(&|r| r.index_size.to_string())),
-            ("original_file_size", col(&|r| r.original_file_size.to_string())),
+            (
+                "original_file_size",
+                col(&|r| r.original_file_size.to_string()),
+            ),
             ("index_crc", col(&|r| format!("{:#010x}", r.index_crc))),
             ("block_size", col(&|r| r.block_size.to_string())),
             ("algo", col(&|r| r.algo.clone())),
@@ -134,16 +144,31 @@ fn print_file(out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
         let trailer = l.trailer.as_ref();
         t.set_header(["field", "lsmt header", "lsmt trailer"]);
         let col = |f: &dyn Fn(&HeaderReport) -> String| {
-            (f(&l.header), trailer.map(|t| f(t)).unwrap_or_else(|| "-".into()))
+            (f(&l.header), trailer.map(f).unwrap_or_else(|| "-".into()))
         };
         let rows: Vec<(&str, (String, String))> = vec![
-            ("flags", col(&|h| format!("{:#x} {}", h.header.flags, h.flags_decoded.join(",")))),
+            (
+                "flags",
+                col(&|h| format!("{:#x} {}", h.header.flags, h.flags_decoded.join(","))),
+            ),
             ("index_offset", col(&|h| h.header.index_offset.to_string())),
             ("index_size", col(&|h| h.header.index_size.to_string())),
-            ("virtual_size", col(&|h| format!("{} ({})", h.header.virtual_size, human(h.header.virtual_size)))),
+            (
+                "virtual_size",
+                col(&|h| {
+                    format!(
+                        "{} ({})",
+                        h.header.virtual_size,
+                        human(h.header.virtual_size)
+                    )
+                }),
+            ),
             ("uuid", col(&|h| h.header.uuid.clone())),
             ("parent_uuid", col(&|h| h.header.parent_uuid.clone())),
-            ("version", col(&|h| format!("{}.{}", h.header.version[0], h.header.version[1]))),
+            (
+                "version",
+                col(&|h| format!("{}.{}", h.header.version[0], h.header.version[1])),
+            ),
             ("user_tag", col(&|h| format!("{:?}", h.header.user_tag))),
         ];
         for (k, (h, tr)) in rows {
@@ -169,8 +194,16 @@ fn print_file(out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
                 t.add_row([
                     s.offset.to_string(),
                     s.length.to_string(),
-                    if s.zeroed { "-".into() } else { s.moffset.to_string() },
-                    if s.zeroed { "yes".into() } else { String::new() },
+                    if s.zeroed {
+                        "-".into()
+                    } else {
+                        s.moffset.to_string()
+                    },
+                    if s.zeroed {
+                        "yes".into()
+                    } else {
+                        String::new()
+                    },
                 ]);
             }
             writeln!(out, "{t}")?;
@@ -196,7 +229,9 @@ fn print_stack(out: &mut dyn Write, r: &StackReport) -> anyhow::Result<()> {
         human(r.hole_bytes)
     )?;
     let mut t = table();
-    t.set_header(["#", "file", "kind", "uuid", "parent", "segments", "data", "zeroed"]);
+    t.set_header([
+        "#", "file", "kind", "uuid", "parent", "segments", "data", "zeroed",
+    ]);
     for l in &r.layers {
         t.add_row([
             l.layer.to_string(),

@@ -93,7 +93,14 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(["start", "length", "kind", "layer", "offset in layer", "file"]);
+    t.set_header([
+        "start",
+        "length",
+        "kind",
+        "layer",
+        "offset in layer",
+        "file",
+    ]);
     for m in &entries {
         let e = &m.extent;
         let (kind, layer, off) = match e.source {

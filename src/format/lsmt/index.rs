@@ -191,7 +191,10 @@ pub fn merge(layers: &[&[Segment]]) -> Result<Vec<Segment>> {
     if layers.len() > 256 {
         return Err(Error::invalid(
             "stack",
-            format!("{} layers is more than the 256 a stack can hold", layers.len()),
+            format!(
+                "{} layers is more than the 256 a stack can hold",
+                layers.len()
+            ),
         ));
     }
     let mut out = Vec::new();
@@ -199,7 +202,13 @@ pub fn merge(layers: &[&[Segment]]) -> Result<Vec<Segment>> {
     Ok(out)
 }
 
-fn merge_level(layers: &[&[Segment]], level: usize, mut begin: u64, end: u64, out: &mut Vec<Segment>) {
+fn merge_level(
+    layers: &[&[Segment]],
+    level: usize,
+    mut begin: u64,
+    end: u64,
+    out: &mut Vec<Segment>,
+) {
     if level == layers.len() || begin >= end {
         return;
     }
@@ -308,7 +317,11 @@ mod tests {
                 for (level, segs) in layers.iter().enumerate() {
                     for s in segs {
                         if s.offset <= lba && lba < s.end() {
-                            let m = if s.zeroed { 0 } else { s.moffset + lba - s.offset };
+                            let m = if s.zeroed {
+                                0
+                            } else {
+                                s.moffset + lba - s.offset
+                            };
                             return Some((level, m, s.zeroed));
                         }
                     }

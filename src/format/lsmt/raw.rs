@@ -75,7 +75,9 @@ const _: () = assert!(core::mem::size_of::<RawHeader>() == HEADER_STRUCT_SIZE as
 /// One index entry: two little-endian words holding the GCC bitfields
 /// `offset:50 | length:14` and `moffset:55 | zeroed:1 | tag:8`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 pub struct RawSegment {
     /// Offset 0. `offset` (bits 0..50, sectors) and `length` (bits 50..64, sectors).
     pub lo: U64,

@@ -85,9 +85,7 @@ impl Segment {
         }
         Ok(RawSegment {
             lo: U64::new(self.offset | (self.length as u64) << 50),
-            hi: U64::new(
-                self.moffset | (self.zeroed as u64) << 55 | (self.tag as u64) << 56,
-            ),
+            hi: U64::new(self.moffset | (self.zeroed as u64) << 55 | (self.tag as u64) << 56),
         })
     }
 }

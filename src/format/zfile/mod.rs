@@ -115,16 +115,20 @@ pub fn decompress_block(
     offset: u64,
 ) -> Result<()> {
     let got = match algo {
-        Algorithm::Lz4 => lz4_flex::block::decompress_into(src, dst)
-            .map_err(|e| Error::corrupt("zfile block", offset, format!("block {block}: lz4: {e}")))?,
+        Algorithm::Lz4 => lz4_flex::block::decompress_into(src, dst).map_err(|e| {
+            Error::corrupt("zfile block", offset, format!("block {block}: lz4: {e}"))
+        })?,
         Algorithm::Zstd => ZSTD_D.with(|cell| -> Result<usize> {
             let mut slot = cell.borrow_mut();
             if slot.is_none() {
-                *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| {
-                    Error::io("zstd decompressor", offset, e)
-                })?);
+                *slot = Some(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| Error::io("zstd decompressor", offset, e))?,
+                );
             }
-            let d = slot.as_mut().ok_or_else(|| Error::invalid("zstd", "no context"))?;
+            let d = slot
+                .as_mut()
+                .ok_or_else(|| Error::invalid("zstd", "no context"))?;
             d.decompress_to_buffer(src, dst).map_err(|e| {
                 Error::corrupt("zfile block", offset, format!("block {block}: zstd: {e}"))
             })

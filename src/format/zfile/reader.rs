@@ -111,7 +111,10 @@ impl<R: ReadAt> ZFile<R> {
             return Err(Error::corrupt(
                 "zfile trailer",
                 at + 32,
-                format!("flags {:#x} are not a sealed data-file trailer's", trailer.flags),
+                format!(
+                    "flags {:#x} are not a sealed data-file trailer's",
+                    trailer.flags
+                ),
             ));
         }
         let overwrite = header.flags & FLAG_HEADER_OVERWRITE != 0;
@@ -154,13 +157,20 @@ impl<R: ReadAt> ZFile<R> {
             ));
         }
         if rec.flags & FLAG_INDEX_COMPRESSED != 0 {
-            return Err(Error::unsupported(what, rec_at + 32, "compressed jump table"));
+            return Err(Error::unsupported(
+                what,
+                rec_at + 32,
+                "compressed jump table",
+            ));
         }
         if rec.use_dict != 0 || rec.dict_size != 0 {
             return Err(Error::unsupported(
                 what,
                 rec_at + 78,
-                format!("dictionary (use_dict {}, dict_size {})", rec.use_dict, rec.dict_size),
+                format!(
+                    "dictionary (use_dict {}, dict_size {})",
+                    rec.use_dict, rec.dict_size
+                ),
             ));
         }
         if rec.verify > 1 {
@@ -323,7 +333,13 @@ impl<R: ReadAt> ZFile<R> {
     ///
     /// # Errors
     /// [`Error::Checksum`] or [`Error::Corrupt`] naming the block.
-    pub fn decode_block(&self, i: u64, record: &[u8], dst: &mut [u8], check_crc: bool) -> Result<()> {
+    pub fn decode_block(
+        &self,
+        i: u64,
+        record: &[u8],
+        dst: &mut [u8],
+        check_crc: bool,
+    ) -> Result<()> {
         let at = self.offsets[i as usize];
         let data = if self.has_crc {
             let (data, crc) = record.split_at(record.len() - CRC_SIZE as usize);

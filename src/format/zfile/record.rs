@@ -163,17 +163,26 @@ mod tests {
     fn spec_digests() {
         // §5.9: every default header has digest 0xC7A212FC.
         let h = rec(0x13).to_bytes();
-        assert_eq!(u32::from_le_bytes(h[28..32].try_into().unwrap()), 0xC7A2_12FC);
+        assert_eq!(
+            u32::from_le_bytes(h[28..32].try_into().unwrap()),
+            0xC7A2_12FC
+        );
         let mut t = rec(0x16);
         t.index_offset = 542;
         t.index_size = 1;
         t.original_file_size = 4096;
         t.index_crc = 0xDB65_C0A9;
         let tb = t.to_bytes();
-        assert_eq!(u32::from_le_bytes(tb[28..32].try_into().unwrap()), 0x8056_E269);
+        assert_eq!(
+            u32::from_le_bytes(tb[28..32].try_into().unwrap()),
+            0x8056_E269
+        );
         t.flags = 0x1B;
         let ob = t.to_bytes();
-        assert_eq!(u32::from_le_bytes(ob[28..32].try_into().unwrap()), 0x7096_374D);
+        assert_eq!(
+            u32::from_le_bytes(ob[28..32].try_into().unwrap()),
+            0x7096_374D
+        );
         let back = Record::parse(&tb, "zfile trailer", 542 + 4).unwrap();
         assert!(back.digest_ok());
         assert_eq!(back.index_offset, 542);
@@ -181,7 +190,10 @@ mod tests {
         let mut e = rec(0x16);
         e.index_offset = 512;
         let eb = e.to_bytes();
-        assert_eq!(u32::from_le_bytes(eb[28..32].try_into().unwrap()), 0x85C8_95BF);
+        assert_eq!(
+            u32::from_le_bytes(eb[28..32].try_into().unwrap()),
+            0x85C8_95BF
+        );
     }
 
     #[test]
@@ -191,7 +203,13 @@ mod tests {
         h[100] ^= 1;
         assert!(!Record::parse(&h, "h", 0).unwrap().digest_ok());
         h[0] ^= 1;
-        assert!(matches!(Record::parse(&h, "h", 0), Err(Error::BadMagic { .. })));
-        assert_eq!(flag_names(0x1B), ["header", "data", "header-overwrite", "digest"]);
+        assert!(matches!(
+            Record::parse(&h, "h", 0),
+            Err(Error::BadMagic { .. })
+        ));
+        assert_eq!(
+            flag_names(0x1B),
+            ["header", "data", "header-overwrite", "digest"]
+        );
     }
 }
