@@ -188,7 +188,7 @@ fn inspect_reports_manifest_header_fields() {
                 "zfile" => &file["zfile"][record][field],
                 _ => &file["lsmt"][record][field],
             };
-            assert_eq!(&got, want, "{name}: {k}");
+            assert_eq!(got, want, "{name}: {k}");
         }
         if let Some(off) = f.get("tar_payload_offset") {
             assert_eq!(&file["tar"]["offset"], off, "{name}");
