@@ -37,6 +37,7 @@ pub mod index;
 pub mod layer;
 pub mod raw;
 pub mod segment;
+pub mod writer;
 
 pub use header::{Header, HeaderFields};
 pub use layer::{Kind, Layer};

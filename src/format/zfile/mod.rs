@@ -25,9 +25,11 @@
 pub mod raw;
 mod reader;
 mod record;
+pub mod writer;
 
 pub use reader::{OpenOptions, ZFile};
 pub use record::{flag_names, Record};
+pub use writer::{Writer, WriterOptions};
 
 use crate::error::{Error, Result};
 
