@@ -32,6 +32,9 @@ complete -c obd -n "__fish_obd_needs_command" -f -a "inspect" -d 'Show headers, 
 complete -c obd -n "__fish_obd_needs_command" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
 complete -c obd -n "__fish_obd_needs_command" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
 complete -c obd -n "__fish_obd_needs_command" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
+complete -c obd -n "__fish_obd_needs_command" -f -a "attach" -d 'Serve a stack as a ublk block device (/dev/ublkbN); returns once it is live'
+complete -c obd -n "__fish_obd_needs_command" -f -a "detach" -d 'Stop an attached device (--force: remove one whose server died)'
+complete -c obd -n "__fish_obd_needs_command" -f -a "list" -d 'List attached ublk devices with their layers, server and state'
 complete -c obd -n "__fish_obd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l index -d 'List every index segment (sectors: offset, length, moffset)'
@@ -58,8 +61,32 @@ complete -c obd -n "__fish_obd_using_subcommand demo" -l json -d 'Print one JSON
 complete -c obd -n "__fish_obd_using_subcommand demo" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand demo" -s h -l help -d 'Print help'
 complete -c obd -n "__fish_obd_using_subcommand demo" -s V -l version -d 'Print version'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "inspect" -d 'Show headers, trailers, indexes and containers of layer blobs, or a stack\'s merged view'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c obd -n "__fish_obd_using_subcommand attach" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand attach" -l queues -d 'Hardware queues (one server thread each)' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l depth -d 'Requests in flight per queue' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l config -d 'Take layers, upper layer and result file from an overlaybd image config' -r -F
+complete -c obd -n "__fish_obd_using_subcommand attach" -l timeout -d 'Give up when the device is not live after this many seconds' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l read-only -d 'Serve the stack (including --upper) read-only'
+complete -c obd -n "__fish_obd_using_subcommand attach" -l foreground -d 'Stay attached: serve the device from this process until SIGINT/SIGTERM'
+complete -c obd -n "__fish_obd_using_subcommand attach" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand attach" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand attach" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand attach" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand detach" -l timeout -d 'How long to wait for the server to stop' -r
+complete -c obd -n "__fish_obd_using_subcommand detach" -s f -l force -d 'Also remove a device whose server is gone (killed), one obd did not attach, or one that is mounted; kill a server that does not stop'
+complete -c obd -n "__fish_obd_using_subcommand detach" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand detach" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand detach" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand detach" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand list" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand list" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand list" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand list" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list help" -f -a "inspect" -d 'Show headers, trailers, indexes and containers of layer blobs, or a stack\'s merged view'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list help" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list help" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list help" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list help" -f -a "attach" -d 'Serve a stack as a ublk block device (/dev/ublkbN); returns once it is live'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list help" -f -a "detach" -d 'Stop an attached device (--force: remove one whose server died)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list help" -f -a "list" -d 'List attached ublk devices with their layers, server and state'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

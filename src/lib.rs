@@ -13,6 +13,7 @@
 pub mod blob;
 pub mod checksum;
 pub mod cmd;
+pub mod config;
 pub mod error;
 pub mod flatten;
 pub mod format;
@@ -21,6 +22,8 @@ pub mod inspect;
 pub mod io;
 pub mod sample;
 pub mod stack;
+#[cfg(target_os = "linux")]
+pub mod ublk;
 pub mod uuid;
 
 pub use error::{Error, Result};

@@ -9,9 +9,15 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(target_os = "linux")]
+pub mod attach;
 pub mod demo;
+#[cfg(target_os = "linux")]
+pub mod detach;
 pub mod flatten;
 pub mod inspect;
+#[cfg(target_os = "linux")]
+pub mod list;
 pub mod map;
 mod progress;
 
@@ -51,6 +57,15 @@ pub enum Command {
     Flatten(flatten::Args),
     /// Build a small sample stack in a temporary directory, then inspect, map and flatten it.
     Demo(demo::Args),
+    /// Serve a stack as a ublk block device (/dev/ublkbN); returns once it is live.
+    #[cfg(target_os = "linux")]
+    Attach(attach::Args),
+    /// Stop an attached device (--force: remove one whose server died).
+    #[cfg(target_os = "linux")]
+    Detach(detach::Args),
+    /// List attached ublk devices with their layers, server and state.
+    #[cfg(target_os = "linux")]
+    List(list::Args),
 }
 
 /// A writable top layer: `--upper DATA INDEX`.
@@ -131,6 +146,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Map(a) => map::run(g, a, out),
         Command::Flatten(a) => flatten::run(g, a, out),
         Command::Demo(a) => demo::run(g, a, out),
+        #[cfg(target_os = "linux")]
+        Command::Attach(a) => attach::run(g, a, out),
+        #[cfg(target_os = "linux")]
+        Command::Detach(a) => detach::run(g, a, out),
+        #[cfg(target_os = "linux")]
+        Command::List(a) => list::run(g, a, out),
     }
 }
 

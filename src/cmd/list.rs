@@ -1,0 +1,70 @@
+//! `obd list`: the attached devices.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use serde::Serialize;
+
+use super::{human, print_json, GlobalArgs};
+use crate::ublk::runstate::{list, run_dir, Entry};
+
+/// Arguments of `obd list`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+#[derive(Serialize)]
+struct Report {
+    devices: Vec<Entry>,
+}
+
+/// Runs `obd list`.
+///
+/// # Errors
+/// Write errors.
+pub fn run(g: &GlobalArgs, _a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let devices = list(&run_dir());
+    if g.json {
+        print_json(out, &Report { devices })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if devices.is_empty() {
+        if !g.quiet {
+            writeln!(out, "no ublk devices")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "id",
+        "device",
+        "state",
+        "pid",
+        "size",
+        "mode",
+        "layers (bottom first)",
+        "upper",
+    ]);
+    for e in &devices {
+        t.add_row([
+            e.id.to_string(),
+            e.device.clone(),
+            e.state.as_str().to_string(),
+            e.pid.map(|p| p.to_string()).unwrap_or_default(),
+            e.size.map(human).unwrap_or_default(),
+            match e.read_only {
+                Some(true) => "ro".to_string(),
+                Some(false) => "rw".to_string(),
+                None => String::new(),
+            },
+            e.layers.join("\n"),
+            e.upper
+                .as_ref()
+                .map(|u| format!("{}\n{}", u.data, u.index))
+                .unwrap_or_default(),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    Ok(ExitCode::SUCCESS)
+}

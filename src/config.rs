@@ -1,0 +1,262 @@
+//! overlaybd's image config (`config.v1.json`, FORMAT.md §7) as far as a
+//! local attach needs it: `lowers[]` (bottom first), `upper`, `resultFile`.
+//!
+//! A lower is found as the reference does: `file`, else `<dir>/overlaybd.commit`,
+//! `<dir>/.commit` (legacy) or `<dir>/overlaybd.sealed`. Layers that would
+//! have to be downloaded (`digest` with no local file), turboOCI targets and
+//! gzip indexes are refused. With `accelerationLayer` the last lower is a
+//! trace layer and is left out of the stack. Relative paths are taken
+//! relative to the config file's directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawConfig {
+    #[serde(default)]
+    lowers: Vec<RawLower>,
+    upper: Option<RawUpper>,
+    result_file: Option<String>,
+    #[serde(default)]
+    acceleration_layer: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLower {
+    file: Option<String>,
+    dir: Option<String>,
+    digest: Option<String>,
+    target_file: Option<String>,
+    gzip_index: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawUpper {
+    data: Option<String>,
+    index: Option<String>,
+    target: Option<String>,
+    gzip_index: Option<String>,
+}
+
+/// An image config resolved to local files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// Layer files, bottom first.
+    pub lowers: Vec<PathBuf>,
+    /// Writable top layer `(data, index)`.
+    pub upper: Option<(PathBuf, PathBuf)>,
+    /// Where to write `success` or `failed:<reason>`.
+    pub result_file: Option<PathBuf>,
+}
+
+impl ImageConfig {
+    /// Reads and resolves the config at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when it cannot be read, when it is
+    /// not JSON of the expected shape, has no layers, or needs something obd
+    /// does not do (downloads, turboOCI).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::invalid("image config", e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base)
+    }
+
+    /// Resolves config text; relative paths are joined to `base`.
+    ///
+    /// # Errors
+    /// As [`ImageConfig::load`].
+    pub fn parse(text: &str, base: &Path) -> Result<Self> {
+        let raw: RawConfig =
+            serde_json::from_str(text).map_err(|e| Error::invalid("image config", e))?;
+        let result_file = raw.result_file.as_deref().map(|p| base.join(p));
+        let mut lowers = raw
+            .lowers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| resolve_lower(i, l, base))
+            .collect::<Result<Vec<_>>>()?;
+        if raw.acceleration_layer {
+            lowers.pop();
+        }
+        let upper = match raw.upper {
+            None => None,
+            Some(u) => {
+                if u.target.is_some() || u.gzip_index.is_some() {
+                    return Err(Error::invalid(
+                        "image config",
+                        "upper.target / upper.gzipIndex (turboOCI) are not supported",
+                    ));
+                }
+                match (u.data, u.index) {
+                    (Some(d), Some(i)) => Some((base.join(d), base.join(i))),
+                    (None, None) => None,
+                    _ => {
+                        return Err(Error::invalid(
+                            "image config",
+                            "upper needs both data and index",
+                        ))
+                    }
+                }
+            }
+        };
+        if lowers.is_empty() && upper.is_none() {
+            return Err(Error::invalid(
+                "image config",
+                "no layers (lowers[] is empty)",
+            ));
+        }
+        Ok(ImageConfig {
+            lowers,
+            upper,
+            result_file,
+        })
+    }
+}
+
+/// The `resultFile` of the config at `path`, if it can be read at all: the
+/// place to report a config that [`ImageConfig::load`] refuses.
+pub fn result_file_of(path: &Path) -> Option<PathBuf> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Only {
+        result_file: Option<String>,
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let only: Only = serde_json::from_str(&text).ok()?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    only.result_file.map(|p| base.join(p))
+}
+
+fn resolve_lower(i: usize, l: &RawLower, base: &Path) -> Result<PathBuf> {
+    if l.target_file.is_some() || l.gzip_index.is_some() {
+        return Err(Error::invalid(
+            "image config",
+            format!("lowers[{i}]: targetFile / gzipIndex (turboOCI) are not supported"),
+        ));
+    }
+    if let Some(f) = &l.file {
+        return Ok(base.join(f));
+    }
+    if let Some(d) = &l.dir {
+        let dir = base.join(d);
+        for name in ["overlaybd.commit", ".commit", "overlaybd.sealed"] {
+            let p = dir.join(name);
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+        return Err(Error::invalid(
+            "image config",
+            format!(
+                "lowers[{i}]: {} holds no overlaybd.commit, .commit or overlaybd.sealed",
+                dir.display()
+            ),
+        ));
+    }
+    Err(Error::invalid(
+        "image config",
+        match &l.digest {
+            Some(d) => {
+                format!("lowers[{i}]: {d} is not a local file (obd does not download layers)")
+            }
+            None => format!("lowers[{i}]: no file or dir"),
+        },
+    ))
+}
+
+/// Writes overlaybd's result file: `success`, or `failed:<reason>`.
+///
+/// # Errors
+/// I/O errors writing it.
+pub fn write_result(path: &Path, outcome: std::result::Result<(), &str>) -> Result<()> {
+    let text = match outcome {
+        Ok(()) => "success".to_string(),
+        Err(why) => format!("failed:{why}"),
+    };
+    let mut f = crate::fsutil::AtomicFile::create(path, true)?;
+    std::io::Write::write_all(f.file_mut(), text.as_bytes())
+        .map_err(|e| Error::io("result file", 0, e))?;
+    f.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowers_upper_and_result_resolve_against_the_config_dir() {
+        let c = ImageConfig::parse(
+            r#"{"repoBlobUrl":"https://r/v2/x/blobs","lowers":[{"file":"L0.commit"},
+               {"file":"/abs/L1.commit","digest":"sha256:1"}],
+               "upper":{"data":"u.data","index":"u.index"},"resultFile":"res"}"#,
+            Path::new("/cfg"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.lowers,
+            [
+                PathBuf::from("/cfg/L0.commit"),
+                PathBuf::from("/abs/L1.commit")
+            ]
+        );
+        assert_eq!(
+            c.upper,
+            Some((PathBuf::from("/cfg/u.data"), PathBuf::from("/cfg/u.index")))
+        );
+        assert_eq!(c.result_file, Some(PathBuf::from("/cfg/res")));
+    }
+
+    #[test]
+    fn dir_lowers_follow_the_reference_search_order() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("a")).unwrap();
+        std::fs::write(d.path().join("a/overlaybd.sealed"), b"").unwrap();
+        std::fs::write(d.path().join("a/.commit"), b"").unwrap();
+        let c = ImageConfig::parse(
+            r#"{"lowers":[{"dir":"a"},{"file":"trace"}],"accelerationLayer":true}"#,
+            d.path(),
+        )
+        .unwrap();
+        assert_eq!(c.lowers, [d.path().join("a/.commit")]);
+    }
+
+    #[test]
+    fn remote_turbooci_and_empty_configs_are_refused() {
+        for text in [
+            r#"{"lowers":[{"digest":"sha256:00"}]}"#,
+            r#"{"lowers":[{"file":"x","targetFile":"y"}]}"#,
+            r#"{"lowers":[]}"#,
+            r#"{"lowers":[{"file":"x"}],"upper":{"data":"d"}}"#,
+            r#"["not an object"]"#,
+        ] {
+            let e = ImageConfig::parse(text, Path::new("/")).unwrap_err();
+            assert!(matches!(e, Error::Invalid { .. }), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn result_file_of_a_refused_config() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.json");
+        std::fs::write(&p, r#"{"lowers":[{"digest":"sha256:0"}],"resultFile":"r"}"#).unwrap();
+        assert!(ImageConfig::load(&p).is_err());
+        assert_eq!(result_file_of(&p), Some(d.path().join("r")));
+    }
+
+    #[test]
+    fn result_file_words() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("result");
+        write_result(&p, Ok(())).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "success");
+        write_result(&p, Err("no ublk")).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "failed:no ublk");
+    }
+}

@@ -1,0 +1,111 @@
+//! Serving a virtual disk as a Linux ublk block device (`/dev/ublkbN`).
+//!
+//! The kernel's ublk driver (Linux ≥ 6.0, module `ublk_drv`) forwards every
+//! block request of `/dev/ublkbN` to a userspace server; obd is that server,
+//! built on libublk 0.4.8. A [`Target`] — normally a read-only
+//! [`Stack`](crate::stack::Stack) through [`ReadOnly`] — answers the
+//! requests:
+//!
+//! - 512-byte logical sectors (4 KiB physical); the device size is the
+//!   target's size rounded down to a whole sector;
+//! - one thread per hardware queue, each with a synchronous handler and one
+//!   I/O buffer per tag (`--queues`, `--depth`);
+//! - read-only targets set `UBLK_ATTR_READ_ONLY`; any write, discard or
+//!   write-zeroes that still arrives (ext4 writes its journal superblock on
+//!   unmount unless mounted `noload`) completes with `-EROFS`;
+//! - a read that fails (I/O error, corrupt block, CRC mismatch) completes
+//!   with `-errno` ([`Error::errno`](crate::Error::errno), `EIO` for damaged
+//!   data) and is logged on stderr with the layer, the structure and the
+//!   offset — never a panic and never wrong data;
+//! - writable targets advertise a volatile cache: FLUSH makes their writes
+//!   durable; they also take DISCARD.
+//!
+//! [`serve`] runs the device until SIGINT, SIGTERM or SIGHUP arrives (the
+//! signals are blocked before the control device is built and collected with
+//! `sigtimedwait` by the thread that owns it, as libublk 0.4.8 requires),
+//! or until the device is deleted from outside; then it stops and deletes
+//! the device and flushes the target.
+
+mod handler;
+pub mod runstate;
+mod server;
+pub mod sys;
+
+pub use handler::{handle, Request};
+pub use server::{
+    preflight, serve, ublk_error, Live, Observer, Options, ServeError, StopReason, Stopped,
+    CONTROL_PATH,
+};
+
+use crate::error::Result;
+use crate::io::ReadAt;
+
+/// Logical sector size of every obd ublk device.
+pub const SECTOR_SIZE: u64 = 512;
+
+/// What a ublk device serves: reads, and for writable targets writes,
+/// discards and flushes. Implementations are shared by every queue thread.
+pub trait Target: Send + Sync {
+    /// Size in bytes (the device gets this rounded down to a sector).
+    fn size(&self) -> u64;
+
+    /// True when the device must be read-only.
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    /// Fills `buf` from `offset`.
+    ///
+    /// # Errors
+    /// Whatever the underlying view fails with; the request then completes
+    /// with [`crate::Error::errno`].
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+
+    /// Writes `buf` at `offset`.
+    ///
+    /// # Errors
+    /// Read-only targets refuse (the handler never calls this for them).
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        let _ = (buf, offset);
+        Err(read_only_error())
+    }
+
+    /// Discards `len` bytes at `offset` (they read as zeros afterwards).
+    ///
+    /// # Errors
+    /// Read-only targets refuse.
+    fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        let _ = (offset, len);
+        Err(read_only_error())
+    }
+
+    /// Makes every completed write durable.
+    ///
+    /// # Errors
+    /// The fsync error.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn read_only_error() -> crate::Error {
+    crate::Error::io(
+        "ublk target",
+        0,
+        std::io::Error::from_raw_os_error(libc::EROFS),
+    )
+}
+
+/// A read-only target over any [`ReadAt`] view, e.g. a
+/// [`Stack`](crate::stack::Stack).
+pub struct ReadOnly<R>(pub R);
+
+impl<R: ReadAt> Target for ReadOnly<R> {
+    fn size(&self) -> u64 {
+        self.0.len()
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+}

@@ -1,0 +1,406 @@
+//! The ublk server: control device, queue threads, shutdown.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libublk::ctrl::{UblkCtrl, UblkCtrlBuilder};
+use libublk::io::{UblkDev, UblkIOCtx, UblkQueue};
+use libublk::sys::{UBLK_ATTR_READ_ONLY, UBLK_ATTR_VOLATILE_CACHE, UBLK_PARAM_TYPE_DISCARD};
+use libublk::{BufDesc, BufDescList, UblkError, UblkFlags, UblkIORes};
+
+use super::handler::{handle, Request};
+use super::sys::{BlockedSignals, STOP_SIGNALS};
+use super::{Target, SECTOR_SIZE};
+
+/// The ublk driver's control node.
+pub const CONTROL_PATH: &str = "/dev/ublk-control";
+
+/// How the device is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Hardware queues, one server thread each.
+    pub queues: u16,
+    /// Requests in flight per queue.
+    pub depth: u16,
+    /// Largest request in bytes (the I/O buffer of each tag).
+    pub io_buf_bytes: u32,
+    /// How long creating and starting the device may take.
+    pub start_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            queues: 1,
+            depth: 128,
+            io_buf_bytes: 512 << 10,
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A device that is up.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// ublk device id: `/dev/ublkb<id>`.
+    pub id: u32,
+    /// The block device.
+    pub device: String,
+    /// The character device the server talks to.
+    pub char_device: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Read-only device.
+    pub read_only: bool,
+    /// Hardware queues.
+    pub queues: u16,
+    /// Depth of each queue.
+    pub depth: u16,
+}
+
+/// Why the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A stop signal arrived (its number).
+    Signal(i32),
+    /// The device was deleted or its queues died.
+    DeviceGone,
+}
+
+/// What a finished [`serve`] reports.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The device id.
+    pub id: u32,
+    /// Why.
+    pub reason: StopReason,
+    /// The final flush of the target.
+    pub flush: crate::Result<()>,
+}
+
+/// Told about the device's life; called from the serving thread.
+pub trait Observer: Send + Sync + 'static {
+    /// The control device exists (the id is taken) but is not started yet.
+    fn added(&self, id: u32) {
+        let _ = id;
+    }
+
+    /// The block device is up. An error stops and deletes it again.
+    ///
+    /// # Errors
+    /// Whatever the observer could not do (e.g. recording the device).
+    fn live(&self, live: &Live) -> anyhow::Result<()>;
+
+    /// Creating or starting the device took longer than
+    /// [`Options::start_timeout`]; the process exits with status 2 after this.
+    fn timed_out(&self, id: Option<u32>, after: Duration) {
+        let _ = (id, after);
+    }
+}
+
+/// Why a device could not be served.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The ublk driver is not available.
+    NoDriver,
+    /// `/dev/ublk-control` exists but cannot be opened.
+    Control(std::io::Error),
+    /// A libublk step failed.
+    Ublk {
+        /// What was being done.
+        step: &'static str,
+        /// The failure.
+        source: UblkError,
+    },
+    /// Unusable options or target.
+    Invalid(String),
+    /// Observer failure.
+    Observer(anyhow::Error),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::NoDriver => write!(
+                f,
+                "{CONTROL_PATH} does not exist: the ublk driver is not loaded; load it with \
+                 `modprobe ublk_drv` (needs Linux 6.0 or later built with CONFIG_BLK_DEV_UBLK)"
+            ),
+            ServeError::Control(e) if e.kind() == std::io::ErrorKind::PermissionDenied => write!(
+                f,
+                "{CONTROL_PATH}: {e} (creating ublk devices needs root, or CAP_SYS_ADMIN)"
+            ),
+            ServeError::Control(e) => write!(f, "{CONTROL_PATH}: {e}"),
+            ServeError::Ublk { step, source } => write!(f, "ublk: {step}: {}", ublk_error(source)),
+            ServeError::Invalid(s) => write!(f, "{s}"),
+            ServeError::Observer(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// libublk's errors as people read them (its own `Display` drops the errno).
+pub fn ublk_error(e: &UblkError) -> String {
+    match e {
+        UblkError::OtherError(n) | UblkError::UringIOError(n) => {
+            std::io::Error::from_raw_os_error(n.abs()).to_string()
+        }
+        UblkError::IOError(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Checks that the ublk driver is there and usable.
+///
+/// # Errors
+/// [`ServeError::NoDriver`] when `/dev/ublk-control` is missing,
+/// [`ServeError::Control`] when it cannot be opened.
+pub fn preflight() -> Result<(), ServeError> {
+    let p = Path::new(CONTROL_PATH);
+    if !p.exists() {
+        return Err(ServeError::NoDriver);
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .map(drop)
+        .map_err(ServeError::Control)
+}
+
+/// Serves `target` as a new ublk device until a stop signal arrives or the
+/// device is deleted; then stops and deletes the device and flushes the
+/// target. SIGINT, SIGTERM and SIGHUP are blocked in the calling thread
+/// while this runs.
+///
+/// # Errors
+/// Everything that keeps the device from going live. Failures after that
+/// are in [`Stopped`].
+pub fn serve(
+    target: Arc<dyn Target>,
+    opts: &Options,
+    observer: Arc<dyn Observer>,
+) -> Result<Stopped, ServeError> {
+    preflight()?;
+    let size = target.size() / SECTOR_SIZE * SECTOR_SIZE;
+    if size == 0 {
+        return Err(ServeError::Invalid(
+            "the virtual disk is smaller than one sector".into(),
+        ));
+    }
+    if opts.queues == 0 || opts.depth == 0 {
+        return Err(ServeError::Invalid(
+            "--queues and --depth must be at least 1".into(),
+        ));
+    }
+    let read_only = target.read_only();
+
+    // Blocked before the control device and its queue threads exist, so
+    // that every thread inherits the mask and the signals wait for the
+    // device thread's sigtimedwait.
+    let signals = Arc::new(
+        BlockedSignals::block(&STOP_SIGNALS)
+            .map_err(|e| ServeError::Invalid(format!("blocking the stop signals: {e}")))?,
+    );
+
+    let added_id = Arc::new(Mutex::new(None::<u32>));
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    spawn_watchdog(
+        opts.start_timeout,
+        started_rx,
+        added_id.clone(),
+        observer.clone(),
+    );
+
+    let ctrl = UblkCtrlBuilder::default()
+        .name("obd")
+        .id(-1)
+        .nr_queues(opts.queues)
+        .depth(opts.depth)
+        .io_buf_bytes(opts.io_buf_bytes)
+        // Deleting must not wait for a mounted device to be released, or a
+        // SIGTERM'd server would hang until the filesystem is unmounted.
+        .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV | UblkFlags::UBLK_DEV_F_DEL_DEV_ASYNC)
+        .build()
+        .map_err(|source| ServeError::Ublk {
+            step: "adding the device",
+            source,
+        })?;
+    let info = ctrl.dev_info();
+    let id = info.dev_id;
+    if let Ok(mut g) = added_id.lock() {
+        *g = Some(id);
+    }
+    observer.added(id);
+
+    let live = Live {
+        id,
+        device: ctrl.get_bdev_path(),
+        char_device: ctrl.get_cdev_path(),
+        size,
+        read_only,
+        queues: info.nr_hw_queues,
+        depth: info.queue_depth,
+    };
+
+    let tgt_init = move |dev: &mut UblkDev| {
+        dev.set_default_params(size);
+        let p = &mut dev.tgt.params;
+        if read_only {
+            p.basic.attrs = UBLK_ATTR_READ_ONLY;
+        } else {
+            p.basic.attrs = UBLK_ATTR_VOLATILE_CACHE;
+            p.types |= UBLK_PARAM_TYPE_DISCARD;
+            p.discard.discard_granularity = 4096;
+            p.discard.max_discard_sectors = u32::MAX >> 9;
+            p.discard.max_write_zeroes_sectors = u32::MAX >> 9;
+            p.discard.max_discard_segments = 1;
+        }
+        Ok(())
+    };
+
+    let queues_alive = Arc::new(AtomicUsize::new(opts.queues as usize));
+    let q_target = target.clone();
+    let q_alive = queues_alive.clone();
+    let queue_fn = move |qid: u16, dev: &UblkDev| {
+        serve_queue(qid, dev, q_target.as_ref());
+        q_alive.fetch_sub(1, Ordering::SeqCst);
+    };
+
+    let outcome = Arc::new(Mutex::new(None::<Result<StopReason, ServeError>>));
+    let d_outcome = outcome.clone();
+    let d_observer = observer.clone();
+    let d_live = live.clone();
+    let d_signals = signals.clone();
+    let device_fn = move |ctrl: &UblkCtrl| {
+        let _ = started_tx.send(());
+        let r = run_device(
+            ctrl,
+            &d_live,
+            d_observer.as_ref(),
+            &d_signals,
+            &queues_alive,
+        );
+        if let Ok(mut g) = d_outcome.lock() {
+            *g = Some(r);
+        }
+    };
+
+    let run = ctrl.run_target(tgt_init, queue_fn, device_fn);
+    let reason = match outcome.lock().ok().and_then(|mut g| g.take()) {
+        Some(r) => r,
+        None => Err(match run {
+            Err(source) => ServeError::Ublk {
+                step: "starting the device",
+                source,
+            },
+            Ok(_) => ServeError::Invalid("the ublk device stopped before it was live".into()),
+        }),
+    };
+    let flush = if read_only { Ok(()) } else { target.flush() };
+    // Dropping the control deletes the device (asynchronously).
+    drop(ctrl);
+    // Signals that came in during the teardown are answered by it; only
+    // then may a stop signal take its default action again.
+    while signals.wait(Duration::ZERO).is_some() {}
+    drop(signals);
+    let reason = reason?;
+    Ok(Stopped { id, reason, flush })
+}
+
+/// The device thread: announce, then wait for a stop signal or for the
+/// queues to die, then stop the device.
+fn run_device(
+    ctrl: &UblkCtrl,
+    live: &Live,
+    observer: &dyn Observer,
+    signals: &BlockedSignals,
+    queues_alive: &AtomicUsize,
+) -> Result<StopReason, ServeError> {
+    // START_DEV returns once the disk is added; devtmpfs creates the node
+    // moments later.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !Path::new(&live.device).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let reason = match observer.live(live) {
+        Err(e) => {
+            let _ = ctrl.kill_dev();
+            return Err(ServeError::Observer(e));
+        }
+        Ok(()) => loop {
+            if let Some(sig) = signals.wait(Duration::from_millis(250)) {
+                break StopReason::Signal(sig);
+            }
+            if queues_alive.load(Ordering::SeqCst) == 0 {
+                break StopReason::DeviceGone;
+            }
+        },
+    };
+    // STOP_DEV: in-flight requests finish, the queues unwind and
+    // run_target joins them.
+    if let Err(e) = ctrl.kill_dev() {
+        if reason != StopReason::DeviceGone {
+            eprintln!("obd: ublkb{}: stopping: {}", live.id, ublk_error(&e));
+        }
+    }
+    Ok(reason)
+}
+
+fn spawn_watchdog(
+    timeout: Duration,
+    started: mpsc::Receiver<()>,
+    id: Arc<Mutex<Option<u32>>>,
+    observer: Arc<dyn Observer>,
+) {
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = started.recv_timeout(timeout) {
+            let id = id.lock().ok().and_then(|g| *g);
+            observer.timed_out(id, timeout);
+            std::process::exit(2);
+        }
+    });
+}
+
+/// One queue thread: fetch requests, serve them, until the queue is torn
+/// down.
+fn serve_queue(qid: u16, dev: &UblkDev, target: &dyn Target) {
+    let dev_id = dev.dev_info.dev_id;
+    let mut bufs = dev.alloc_queue_io_bufs();
+    let queue = match UblkQueue::new(qid, dev)
+        .and_then(|q| q.submit_fetch_commands_unified(BufDescList::Slices(Some(&bufs))))
+    {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!(
+                "obd: ublkb{dev_id}: setting up queue {qid}: {}",
+                ublk_error(&e)
+            );
+            return;
+        }
+    };
+    queue.wait_and_handle_io(move |q: &UblkQueue, tag: u16, _: &UblkIOCtx| {
+        let iod = q.get_iod(tag);
+        let req = Request::from_desc(iod.op_flags, iod.start_sector, iod.nr_sectors);
+        let Some(buf) = bufs.get_mut(tag as usize) else {
+            return;
+        };
+        let res = handle(target, dev_id, req, buf.as_mut_slice());
+        let done = q.complete_io_cmd_unified(
+            tag,
+            BufDesc::Slice(buf.as_slice()),
+            Ok(UblkIORes::Result(res)),
+        );
+        if let Err(e) = done {
+            eprintln!(
+                "obd: ublkb{dev_id}: completing tag {tag} of queue {qid}: {}",
+                ublk_error(&e)
+            );
+        }
+    });
+}

@@ -1,0 +1,84 @@
+//! `obd attach`/`detach`/`list` on the host, where they must fail cleanly or
+//! report nothing: the real devices are exercised in the VM (`vm.rs`).
+
+use std::path::Path;
+
+use crate::util::*;
+
+fn obd_run_dir<I, S>(dir: &Path, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_obd"));
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    c.args(&args)
+        .current_dir(fixtures())
+        .env("OBD_RUN_DIR", dir);
+    let out = c.output().expect("running obd");
+    Run {
+        cmd: format!("OBD_RUN_DIR={} obd {args:?}", dir.display()),
+        out,
+    }
+}
+
+#[test]
+fn attach_without_the_ublk_driver_says_what_to_do() {
+    if Path::new("/dev/ublk-control").exists() {
+        // This host has the driver; the VM test checks the message (before
+        // it loads ublk_drv).
+        eprintln!("skipped: /dev/ublk-control exists here");
+        return;
+    }
+    let dir = tmpdir();
+    let r = obd_run_dir(dir.path(), ["attach", "L0.commit"]).clean_error();
+    assert!(r.stderr().contains("modprobe ublk_drv"), "{}", r.stderr());
+    assert!(r.stderr().contains("6.0"), "{}", r.stderr());
+}
+
+#[test]
+fn list_with_nothing_attached() {
+    let dir = tmpdir();
+    let r = obd_run_dir(dir.path(), ["list", "--json"]).ok();
+    // Devices of other ublk servers on this host would show as foreign.
+    for d in r.json()["devices"].as_array().unwrap() {
+        assert_eq!(d["state"], "foreign", "{d}");
+    }
+}
+
+#[test]
+fn detach_errors_are_one_line() {
+    let dir = tmpdir();
+    obd_run_dir(dir.path(), ["detach", "/dev/sda"]).clean_error();
+    let r = obd_run_dir(dir.path(), ["detach", "4093"]).clean_error();
+    assert!(r.stderr().contains("no ublk device 4093"), "{}", r.stderr());
+}
+
+#[test]
+fn a_refused_image_config_is_reported_in_its_result_file() {
+    let dir = tmpdir();
+    let cfg = dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"lowers":[{"digest":"sha256:00"}],"resultFile":"result"}"#,
+    )
+    .unwrap();
+    let r = obd_run_dir(dir.path(), ["attach", "--config", cfg.to_str().unwrap()]).clean_error();
+    let result = std::fs::read_to_string(dir.path().join("result")).unwrap();
+    assert!(result.starts_with("failed:"), "{result}");
+    assert!(r.stderr().contains("does not download"), "{}", r.stderr());
+}
+
+#[test]
+fn attach_options_are_checked_before_anything_happens() {
+    let dir = tmpdir();
+    for args in [
+        vec!["attach"],
+        vec!["attach", "--queues", "0", "L0.commit"],
+        vec!["attach", "--depth", "5000", "L0.commit"],
+        vec!["attach", "--config", "c.json", "L0.commit"],
+    ] {
+        let r = obd_run_dir(dir.path(), &args);
+        assert_eq!(r.code(), 2, "{args:?}: {}", r.stderr());
+    }
+}
