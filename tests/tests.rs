@@ -2,7 +2,10 @@
 
 mod util;
 
+mod attach_cli;
 mod cli;
 mod corruption;
 mod fixtures;
+mod vm;
+mod vmkit;
 mod writers_smoke;

@@ -1,0 +1,262 @@
+#!/bin/sh
+# The VM test checks, run by /init inside the guest (busybox sh).
+# Every check prints exactly one line: "PASS: <name>" or "FAIL: <name>: <why>".
+# Inputs (made by tests/vm.rs): /fx (fixtures and test images), /vm/stacks,
+# /vm/ext4.sums, /vm/ext4.gone, /vm/corrupt; obd is /bin/obd.
+
+FX=/fx
+export OBD_RUN_DIR=/run/obd
+# GNU sha256sum (when the host provided it) hashes a third faster than busybox's.
+SHA256SUM=sha256sum
+[ -x /usr/bin/sha256sum ] && SHA256SUM=/usr/bin/sha256sum
+
+pass() { echo "PASS: $1"; }
+fail() { echo "FAIL: $1: $2"; }
+
+# wait_for SECONDS COMMAND...: retry COMMAND every 0.1 s until it succeeds.
+wait_for() {
+    n=$(($1 * 10)); shift
+    while [ "$n" -gt 0 ]; do
+        "$@" 2>/dev/null && return 0
+        sleep 0.1; n=$((n - 1))
+    done
+    return 1
+}
+
+no_ublk_devices() { ! ls /dev/ublkb* /dev/ublkc* >/dev/null 2>&1; }
+gone() { [ ! -e "$1" ]; }
+dead() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+
+# A field of the first device in `obd list --json` (numbers and strings).
+list_field() {
+    obd list --json | sed -n "s/^ *\"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}\$/\1/p" | head -n 1
+}
+
+load_modules() {  # load_modules [except]
+    while read -r m; do
+        [ "$m" = "$1" ] && continue
+        insmod "/lib/modules/$m.ko" || echo "insmod $m failed"
+    done < /lib/modules/order
+}
+
+check_preflight() {
+    out=$(obd attach "$FX/L0.commit" 2>&1); rc=$?
+    if [ "$rc" = 2 ] && echo "$out" | grep -q "ublk_drv" && [ "$(echo "$out" | wc -l)" = 1 ]; then
+        pass preflight
+    else
+        fail preflight "exit $rc: $out"
+    fi
+}
+
+# check_stack NAME SHA256 UPPER_DATA UPPER_INDEX LAYER... ("-" for no upper)
+check_stack() {
+    name=$1; want=$2; ud=$3; ui=$4; shift 4
+    set -- $(for l in "$@"; do echo "$FX/$l"; done)
+    if [ "$ud" != - ]; then
+        # The guest's copy is disposable, but keep the fixture pristine anyway.
+        cp "$FX/$ud" "/tmp/$name.data" && cp "$FX/$ui" "/tmp/$name.index"
+        set -- --read-only --upper "/tmp/$name.data" "/tmp/$name.index" "$@"
+    fi
+    dev=$(obd attach "$@" 2>"/tmp/$name.err") || { fail "stack:$name" "attach: $(cat /tmp/$name.err)"; return; }
+    size=$(blockdev --getsize64 "$dev")
+    ro=$(blockdev --getro "$dev")
+    # Large readahead: fewer, bigger requests (each costs dearly under TCG).
+    blockdev --setra 16384 "$dev"
+    got=$($SHA256SUM "$dev" | cut -d' ' -f1)
+    obd detach -q "$dev" 2>"/tmp/$name.err" || { fail "stack:$name" "detach: $(cat /tmp/$name.err)"; return; }
+    if [ "$got" != "$want" ]; then
+        fail "stack:$name" "sha256 of $dev is $got, the manifest says $want"
+    elif [ "$size" != 1073741824 ] || [ "$ro" != 1 ]; then
+        fail "stack:$name" "size $size read-only $ro"
+    elif ! wait_for 5 gone "$dev"; then
+        fail "stack:$name" "$dev still there after detach"
+    else
+        pass "stack:$name"
+    fi
+}
+
+check_stacks() {
+    # Two at a time: hashing dominates and the VM has two CPUs.
+    running=0
+    while read -r line; do
+        [ -z "$line" ] && continue
+        check_stack $line &
+        running=$((running + 1))
+        if [ "$running" -ge 2 ]; then wait; running=0; fi
+    done < /vm/stacks
+    wait
+}
+
+check_ext4() {
+    dev=$(obd attach "$FX/ext4.L0.zfile" "$FX/ext4.L1.zfile" 2>/tmp/ext4.err) || { fail ext4-ro "attach: $(cat /tmp/ext4.err)"; return; }
+    if ! mount -t ext4 -o ro,noload "$dev" /mnt 2>/tmp/ext4.err; then
+        fail ext4-ro "mount: $(cat /tmp/ext4.err)"; obd detach -q "$dev"; return
+    fi
+    (cd /mnt && sha256sum -c /vm/ext4.sums) >/tmp/ext4.sums.out 2>&1; sums=$?
+    present=""
+    while read -r f; do [ -e "/mnt/$f" ] && present="$present $f"; done < /vm/ext4.gone
+    nfiles=$(find /mnt -type f | grep -v lost+found | wc -l)
+    # Detaching a mounted device is refused.
+    out=$(obd detach "$dev" 2>&1); drc=$?
+    umount /mnt
+    obd detach -q "$dev" 2>/tmp/ext4.err || { fail ext4-ro "detach: $(cat /tmp/ext4.err)"; return; }
+    if [ "$sums" != 0 ]; then
+        fail ext4-ro "checksums: $(grep -v ': OK' /tmp/ext4.sums.out | head -n 5 | tr '\n' ' ')"
+    elif [ -n "$present" ]; then
+        fail ext4-ro "deleted files are back:$present"
+    elif [ "$nfiles" != "$(wc -l < /vm/ext4.sums)" ]; then
+        fail ext4-ro "$nfiles files on the filesystem, $(wc -l < /vm/ext4.sums) expected"
+    elif [ "$drc" != 2 ] || ! echo "$out" | grep -q mounted; then
+        fail ext4-ro "detaching the mounted device: exit $drc: $out"
+    else
+        pass ext4-ro
+    fi
+}
+
+check_corrupt() {
+    read -r file bad good < /vm/corrupt
+    dev=$(obd attach "$FX/$file" 2>/tmp/c.err) || { fail corrupt "attach: $(cat /tmp/c.err)"; return; }
+    id=${dev#/dev/ublkb}
+    dd if="$dev" of=/tmp/c.bad bs=512 skip="$bad" count=1 iflag=direct 2>/tmp/c.dd; badrc=$?
+    dd if="$dev" of=/tmp/c.good bs=512 skip="$good" count=1 iflag=direct 2>/dev/null; goodrc=$?
+    # Through the page cache, as a plain reader would.
+    dd if="$dev" of=/dev/null bs=1M count=4 skip=$((bad / 2048)) 2>/dev/null; bufrc=$?
+    logged=$(grep -c "crc32c mismatch" "/run/obd/$id.log" 2>/dev/null)
+    obd detach -q "$dev"
+    if [ "$badrc" = 0 ]; then
+        fail corrupt "reading the corrupted block succeeded ($(wc -c < /tmp/c.bad) bytes)"
+    elif ! grep -qi "input/output error" /tmp/c.dd; then
+        fail corrupt "dd failed without an I/O error: $(cat /tmp/c.dd)"
+    elif [ "$goodrc" != 0 ]; then
+        fail corrupt "an intact block failed too"
+    elif [ "$bufrc" = 0 ]; then
+        fail corrupt "a buffered read over the corrupted block succeeded"
+    elif [ "${logged:-0}" = 0 ]; then
+        fail corrupt "the server log does not name the crc32c mismatch: $(head -n 3 /run/obd/$id.log)"
+    else
+        pass corrupt
+    fi
+}
+
+check_sigterm() {
+    obd attach --foreground "$FX/L0.commit" >/tmp/fg.out 2>/tmp/fg.err &
+    pid=$!
+    if ! wait_for 30 grep -q /dev/ublkb /tmp/fg.out; then
+        fail sigterm "foreground attach did not print a device: $(cat /tmp/fg.err)"; kill -9 $pid; return
+    fi
+    dev=$(cat /tmp/fg.out)
+    head -c 65536 "$dev" >/dev/null || { fail sigterm "reading $dev"; kill -9 $pid; return; }
+    [ -e "$OBD_RUN_DIR/${dev#/dev/ublkb}.json" ] || { fail sigterm "no run-state record"; kill -9 $pid; return; }
+    kill -TERM $pid
+    wait $pid; rc=$?
+    if [ "$rc" != 0 ]; then
+        fail sigterm "foreground server exited $rc after SIGTERM: $(cat /tmp/fg.err)"
+    elif ! wait_for 10 no_ublk_devices; then
+        fail sigterm "left behind: $(ls /dev/ublkb* /dev/ublkc* 2>&1 | tr '\n' ' ')"
+    elif [ -e "$OBD_RUN_DIR/${dev#/dev/ublkb}.json" ]; then
+        fail sigterm "run-state record left behind"
+    else
+        # The background server stops on SIGTERM too.
+        dev=$(obd attach "$FX/L0.commit") || { fail sigterm "background attach"; return; }
+        spid=$(list_field pid)
+        kill -TERM "$spid"
+        if wait_for 30 no_ublk_devices && wait_for 10 dead "$spid"; then
+            pass sigterm
+        else
+            fail sigterm "background server $spid did not tear down $dev"
+        fi
+    fi
+}
+
+check_kill9() {
+    dev=$(obd attach "$FX/L0.commit" 2>/tmp/k.err) || { fail kill9 "attach: $(cat /tmp/k.err)"; return; }
+    id=${dev#/dev/ublkb}
+    spid=$(list_field pid)
+    kill -9 "$spid"
+    wait_for 10 dead "$spid"
+    state=$(list_field state)
+    out=$(obd detach "$id" 2>&1); rc=$?
+    obd detach --force "$id" >/tmp/k.out 2>&1; frc=$?
+    if [ "$state" != dead ]; then
+        fail kill9 "list says $state for a device whose server was killed"
+    elif [ "$rc" != 2 ] || ! echo "$out" | grep -q -- "--force"; then
+        fail kill9 "plain detach of a dead device: exit $rc: $out"
+    elif [ "$frc" != 0 ]; then
+        fail kill9 "detach --force: exit $frc: $(cat /tmp/k.out)"
+    elif ! wait_for 10 no_ublk_devices; then
+        fail kill9 "left behind: $(ls /dev/ublkb* /dev/ublkc* 2>&1 | tr '\n' ' ')"
+    elif [ -n "$(list_field id)" ]; then
+        fail kill9 "obd list still shows a device"
+    else
+        pass kill9
+    fi
+}
+
+check_config() {
+    cat > /tmp/config.json <<EOF
+{"repoBlobUrl": "https://registry.invalid/v2/x/blobs",
+ "lowers": [{"file": "$FX/L0.commit"}, {"dir": "/tmp/l1dir"}, {"file": "$FX/L2.lz4-bs64.tar"}],
+ "resultFile": "/tmp/config.result"}
+EOF
+    mkdir -p /tmp/l1dir && cp "$FX/L1.commit" /tmp/l1dir/overlaybd.commit
+    dev=$(obd attach --config /tmp/config.json 2>/tmp/cfg.err) || { fail config "attach: $(cat /tmp/cfg.err)"; return; }
+    result=$(cat /tmp/config.result)
+    layers=$(obd list --json | grep -c '\.commit"\|\.tar"')
+    obd detach -q "$dev"
+    # A config naming a missing layer fails, and says so in the result file.
+    sed 's|/tmp/l1dir|/tmp/nowhere|' /tmp/config.json > /tmp/bad.json
+    sed -i 's|/tmp/config.result|/tmp/bad.result|' /tmp/bad.json
+    obd attach --config /tmp/bad.json >/dev/null 2>&1; badrc=$?
+    bad=$(cat /tmp/bad.result 2>/dev/null)
+    if [ "$result" != success ]; then
+        fail config "result file says '$result'"
+    elif [ "$layers" != 3 ]; then
+        fail config "obd list shows $layers layers"
+    elif [ "$badrc" != 2 ] || [ "${bad#failed:}" = "$bad" ]; then
+        fail config "bad config: exit $badrc, result '$bad'"
+    else
+        pass config
+    fi
+}
+
+check_list() {
+    a=$(obd attach --queues 2 --depth 32 "$FX/L0.commit" "$FX/L1.commit") || { fail list "attach a"; return; }
+    b=$(obd attach --json "$FX/L2.zstd-bs32.zfile" > /tmp/b.json && sed -n 's/^ *"device": "\(.*\)",$/\1/p' /tmp/b.json)
+    [ -e "$b" ] || { fail list "attach --json gave no device: $(cat /tmp/b.json)"; obd detach -q "$a"; return; }
+    obd list > /tmp/list.txt
+    obd list --json > /tmp/list.json
+    live=$(grep -c '"state": "live"' /tmp/list.json)
+    queues=$(cat /sys/block/${a#/dev/}/mq/*/nr_tags 2>/dev/null | head -n 1)
+    nq=$(ls -d /sys/block/${a#/dev/}/mq/* | wc -l)
+    obd detach -q "$a"; obd detach -q "$b"
+    if [ "$live" != 2 ]; then
+        fail list "$live live devices in: $(cat /tmp/list.json)"
+    elif ! grep -q "L2.zstd-bs32.zfile" /tmp/list.txt; then
+        fail list "the table lacks the layers: $(cat /tmp/list.txt)"
+    elif [ "$nq" != 2 ] || [ "$queues" != 32 ]; then
+        fail list "$a has $nq queues of depth $queues, expected 2 of 32"
+    elif ! wait_for 10 no_ublk_devices; then
+        fail list "devices left after detach"
+    else
+        pass list
+    fi
+}
+
+# --- main ---
+load_modules ublk_drv
+check_preflight
+insmod /lib/modules/ublk_drv.ko || echo "insmod ublk_drv failed"
+echo "checks: $(cat /vm/checks)"
+for c in $(cat /vm/checks); do
+    case $c in
+        stacks) check_stacks ;;
+        ext4) check_ext4 ;;
+        corrupt) check_corrupt ;;
+        sigterm) check_sigterm ;;
+        kill9) check_kill9 ;;
+        config) check_config ;;
+        list) check_list ;;
+    esac
+    # Every check leaves the machine as it found it.
+    no_ublk_devices || echo "WARN: devices left after $c: $(ls /dev/ublk[bc]* | tr '\n' ' ')"
+done
