@@ -493,6 +493,10 @@ fn clean_up_failed_server(pid: i32, id: Option<u32>) {
         let _ = kill_process(p, Signal::KILL);
         let _ = waitpid(Some(p), WaitOptions::empty());
     }
+    if id.is_none() {
+        // Whatever it logged came through the pipe already.
+        let _ = std::fs::remove_file(run_dir().join(format!("attach-{pid}.log")));
+    }
     if let Some(id) = id {
         Record::remove(&run_dir(), id);
         if runstate::device_exists(id) {

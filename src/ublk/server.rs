@@ -264,7 +264,8 @@ pub fn serve(
         Ok(())
     };
 
-    let queues_alive = Arc::new(AtomicUsize::new(opts.queues as usize));
+    // The driver may give fewer queues than asked for (at most one per CPU).
+    let queues_alive = Arc::new(AtomicUsize::new(info.nr_hw_queues as usize));
     let q_target = target.clone();
     let q_alive = queues_alive.clone();
     let queue_fn = move |qid: u16, dev: &UblkDev| {
