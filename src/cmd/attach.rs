@@ -30,7 +30,7 @@ use crate::config::{write_result, ImageConfig};
 use crate::stack::Stack;
 use crate::ublk::runstate::{self, process_start, run_dir, Record, Upper};
 use crate::ublk::sys::{self, Forked};
-use crate::ublk::{self as ublk, Live, Observer, Options, ReadOnly, StopReason, Target};
+use crate::ublk::{self as ublk, Live, Observer, Options, StopReason, Target};
 
 /// Arguments of `obd attach`.
 #[derive(Debug, clap::Args)]
@@ -46,7 +46,7 @@ pub struct Args {
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub queues: u16,
     /// Requests in flight per queue.
-    #[arg(long, default_value_t = 128, value_name = "N",
+    #[arg(long, default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub depth: u16,
     /// Stay attached: serve the device from this process until SIGINT/SIGTERM.
@@ -175,7 +175,7 @@ fn open_target(plan: &Plan) -> anyhow::Result<Arc<dyn Target>> {
         );
     }
     let stack = Stack::open(&plan.layers, upper, BlobOptions::default())?;
-    Ok(Arc::new(ReadOnly(stack)))
+    Ok(Arc::new(stack))
 }
 
 fn absolute(p: &Path) -> PathBuf {

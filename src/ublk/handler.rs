@@ -67,9 +67,17 @@ fn errno_name(errno: i32) -> String {
 }
 
 /// Serves one request with `buf` as the data buffer (filled for reads,
-/// holding the data for writes). Returns the byte count to complete the
-/// request with, or `-errno`. Never panics.
-pub fn handle(target: &dyn Target, dev_id: u32, req: Request, buf: &mut [u8]) -> i32 {
+/// holding the data for writes). `zero_prefix` tracks how many leading
+/// bytes of `buf` are known to be zero, across the requests of one tag, so
+/// that reads of holes need not fill the buffer again. Returns the byte
+/// count to complete the request with, or `-errno`. Never panics.
+pub fn handle(
+    target: &dyn Target,
+    dev_id: u32,
+    req: Request,
+    buf: &mut [u8],
+    zero_prefix: &mut usize,
+) -> i32 {
     let len = req.nr_sectors as u64 * SECTOR_SIZE;
     let Some(offset) = req.start_sector.checked_mul(SECTOR_SIZE) else {
         return -libc::EINVAL;
@@ -87,13 +95,26 @@ pub fn handle(target: &dyn Target, dev_id: u32, req: Request, buf: &mut [u8]) ->
             if len > buf.len() as u64 || len > i32::MAX as u64 {
                 return -libc::EINVAL;
             }
-            let data = &mut buf[..len as usize];
+            let n = len as usize;
             if req.op == UBLK_IO_OP_READ {
-                target.read_at(data, offset)
-            } else if read_only {
-                return -libc::EROFS;
+                if target.reads_as_zeros(offset, len) {
+                    if *zero_prefix < n {
+                        buf[*zero_prefix..n].fill(0);
+                        *zero_prefix = n;
+                    }
+                    return n as i32;
+                }
+                // From here on the buffer holds data (or, after a failure,
+                // whatever part of it was filled).
+                *zero_prefix = 0;
+                target.read_at(&mut buf[..n], offset)
             } else {
-                target.write_at(data, offset)
+                // The driver copied the data to write into the buffer.
+                *zero_prefix = 0;
+                if read_only {
+                    return -libc::EROFS;
+                }
+                target.write_at(&buf[..n], offset)
             }
         }
         UBLK_IO_OP_FLUSH => {
@@ -134,16 +155,21 @@ mod tests {
         Request::from_desc(op, start_sector, nr_sectors)
     }
 
+    /// One request on a buffer of unknown content.
+    fn handle1(t: &dyn Target, dev: u32, r: Request, buf: &mut [u8]) -> i32 {
+        handle(t, dev, r, buf, &mut 0)
+    }
+
     #[test]
     fn reads_fill_the_buffer_and_return_the_byte_count() {
         let data: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
         let t = ReadOnly(data.clone());
         let mut buf = vec![0u8; 4096];
-        assert_eq!(handle(&t, 0, req(UBLK_IO_OP_READ, 2, 4), &mut buf), 2048);
+        assert_eq!(handle1(&t, 0, req(UBLK_IO_OP_READ, 2, 4), &mut buf), 2048);
         assert_eq!(&buf[..2048], &data[1024..3072]);
         // Upper op_flags bits (REQ_FUA, ...) do not change the op.
         assert_eq!(
-            handle(&t, 0, req(UBLK_IO_OP_READ | 0x100, 0, 1), &mut buf),
+            handle1(&t, 0, req(UBLK_IO_OP_READ | 0x100, 0, 1), &mut buf),
             512
         );
     }
@@ -157,10 +183,10 @@ mod tests {
             UBLK_IO_OP_DISCARD,
             UBLK_IO_OP_WRITE_ZEROES,
         ] {
-            assert_eq!(handle(&t, 0, req(op, 0, 8), &mut buf), -libc::EROFS);
+            assert_eq!(handle1(&t, 0, req(op, 0, 8), &mut buf), -libc::EROFS);
         }
-        assert_eq!(handle(&t, 0, req(UBLK_IO_OP_FLUSH, 0, 0), &mut buf), 0);
-        assert_eq!(handle(&t, 0, req(99, 0, 1), &mut buf), -libc::EOPNOTSUPP);
+        assert_eq!(handle1(&t, 0, req(UBLK_IO_OP_FLUSH, 0, 0), &mut buf), 0);
+        assert_eq!(handle1(&t, 0, req(99, 0, 1), &mut buf), -libc::EOPNOTSUPP);
     }
 
     #[test]
@@ -171,10 +197,10 @@ mod tests {
         });
         let mut buf = vec![0u8; 4096];
         assert_eq!(
-            handle(&t, 0, req(UBLK_IO_OP_READ, 8, 8), &mut buf),
+            handle1(&t, 0, req(UBLK_IO_OP_READ, 8, 8), &mut buf),
             -libc::EIO
         );
-        assert_eq!(handle(&t, 0, req(UBLK_IO_OP_READ, 0, 8), &mut buf), 4096);
+        assert_eq!(handle1(&t, 0, req(UBLK_IO_OP_READ, 0, 8), &mut buf), 4096);
         // Damaged data is EIO too.
         struct Corrupt;
         impl crate::ReadAt for Corrupt {
@@ -191,7 +217,7 @@ mod tests {
             }
         }
         assert_eq!(
-            handle(&ReadOnly(Corrupt), 0, req(UBLK_IO_OP_READ, 0, 8), &mut buf),
+            handle1(&ReadOnly(Corrupt), 0, req(UBLK_IO_OP_READ, 0, 8), &mut buf),
             -libc::EIO
         );
     }
@@ -201,18 +227,65 @@ mod tests {
         let t = ReadOnly(vec![0u8; 4096]);
         let mut buf = vec![0u8; 4096];
         assert_eq!(
-            handle(&t, 0, req(UBLK_IO_OP_READ, 7, 2), &mut buf),
+            handle1(&t, 0, req(UBLK_IO_OP_READ, 7, 2), &mut buf),
             -libc::EINVAL
         );
         assert_eq!(
-            handle(&t, 0, req(UBLK_IO_OP_READ, u64::MAX / 256, 1), &mut buf),
+            handle1(&t, 0, req(UBLK_IO_OP_READ, u64::MAX / 256, 1), &mut buf),
             -libc::EINVAL
         );
         let mut small = vec![0u8; 1024];
         assert_eq!(
-            handle(&t, 0, req(UBLK_IO_OP_READ, 0, 8), &mut small),
+            handle1(&t, 0, req(UBLK_IO_OP_READ, 0, 8), &mut small),
             -libc::EINVAL
         );
+    }
+
+    /// Reads as zeros below 1 MiB, as 0xdd above; counts data reads.
+    struct HalfHole {
+        data_reads: Mutex<u32>,
+    }
+    impl Target for HalfHole {
+        fn size(&self) -> u64 {
+            2 << 20
+        }
+        fn read_at(&self, buf: &mut [u8], _: u64) -> crate::Result<()> {
+            *self.data_reads.lock().unwrap() += 1;
+            buf.fill(0xdd);
+            Ok(())
+        }
+        fn reads_as_zeros(&self, offset: u64, len: u64) -> bool {
+            offset + len <= 1 << 20
+        }
+    }
+
+    #[test]
+    fn holes_are_not_read_and_zeroed_buffers_not_refilled() {
+        let t = HalfHole {
+            data_reads: Mutex::new(0),
+        };
+        let mut buf = vec![0x55u8; 8192];
+        let mut zp = 0;
+        let read = |start: u64, n: u32| req(UBLK_IO_OP_READ, start, n);
+        // A hole: zero-filled, no data read.
+        assert_eq!(handle(&t, 0, read(0, 8), &mut buf, &mut zp), 4096);
+        assert!(buf[..4096].iter().all(|&b| b == 0));
+        assert_eq!((zp, buf[4096]), (4096, 0x55));
+        // Data overwrites the buffer, which is no longer known to be zero.
+        assert_eq!(handle(&t, 0, read(2048, 16), &mut buf, &mut zp), 8192);
+        assert_eq!((zp, *t.data_reads.lock().unwrap()), (0, 1));
+        // The next hole fills it again.
+        assert_eq!(handle(&t, 0, read(16, 16), &mut buf, &mut zp), 8192);
+        assert!(buf.iter().all(|&b| b == 0));
+        assert_eq!(zp, 8192);
+        // With the prefix known to be zero, a hole leaves the buffer alone.
+        buf[0] = 1; // (a stand-in for "not written": the test can see it)
+        assert_eq!(handle(&t, 0, read(0, 8), &mut buf, &mut zp), 4096);
+        assert_eq!(buf[0], 1);
+        // A write puts data into the buffer.
+        let mut zp = 8192;
+        let _ = handle(&t, 0, req(UBLK_IO_OP_WRITE, 0, 8), &mut buf, &mut zp);
+        assert_eq!(zp, 0);
     }
 
     #[derive(Default)]
@@ -258,14 +331,14 @@ mod tests {
     fn writable_targets_get_writes_discards_and_flushes() {
         let t = Recorder::default();
         let mut buf = vec![5u8; 8192];
-        assert_eq!(handle(&t, 0, req(UBLK_IO_OP_WRITE, 8, 16), &mut buf), 8192);
-        assert_eq!(handle(&t, 0, req(UBLK_IO_OP_DISCARD, 16, 8), &mut buf), 0);
+        assert_eq!(handle1(&t, 0, req(UBLK_IO_OP_WRITE, 8, 16), &mut buf), 8192);
+        assert_eq!(handle1(&t, 0, req(UBLK_IO_OP_DISCARD, 16, 8), &mut buf), 0);
         assert_eq!(
-            handle(&t, 0, req(UBLK_IO_OP_WRITE_ZEROES, 0, 1), &mut buf),
+            handle1(&t, 0, req(UBLK_IO_OP_WRITE_ZEROES, 0, 1), &mut buf),
             0
         );
         assert_eq!(
-            handle(&t, 0, req(UBLK_IO_OP_FLUSH, 0, 0), &mut buf),
+            handle1(&t, 0, req(UBLK_IO_OP_FLUSH, 0, 0), &mut buf),
             -libc::ENOSPC
         );
         assert_eq!(

@@ -61,6 +61,15 @@ pub trait Target: Send + Sync {
     /// with [`crate::Error::errno`].
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
 
+    /// True when `len` bytes at `offset` read as zeros without any data
+    /// being read (holes, zeroed extents). The server then skips the read,
+    /// and even the zero-fill when the request's buffer is known to hold
+    /// zeros already: sparse disk images are mostly such ranges.
+    fn reads_as_zeros(&self, offset: u64, len: u64) -> bool {
+        let _ = (offset, len);
+        false
+    }
+
     /// Writes `buf` at `offset`.
     ///
     /// # Errors
@@ -96,8 +105,9 @@ fn read_only_error() -> crate::Error {
     )
 }
 
-/// A read-only target over any [`ReadAt`] view, e.g. a
-/// [`Stack`](crate::stack::Stack).
+/// A read-only target over any [`ReadAt`] view. A
+/// [`Stack`](crate::stack::Stack) is a read-only target itself, one that
+/// also knows its holes.
 pub struct ReadOnly<R>(pub R);
 
 impl<R: ReadAt> Target for ReadOnly<R> {
@@ -107,5 +117,22 @@ impl<R: ReadAt> Target for ReadOnly<R> {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.0.read_exact_at(buf, offset)
+    }
+}
+
+impl Target for crate::stack::Stack {
+    fn size(&self) -> u64 {
+        self.virtual_size()
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.read_exact_at(buf, offset)
+    }
+
+    fn reads_as_zeros(&self, offset: u64, len: u64) -> bool {
+        use crate::stack::Source;
+        self.extents(offset, len)
+            .iter()
+            .all(|e| matches!(e.source, Source::Hole | Source::Zero { .. }))
     }
 }

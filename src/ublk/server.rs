@@ -35,8 +35,10 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             queues: 1,
-            depth: 128,
-            io_buf_bytes: 512 << 10,
+            depth: 64,
+            // One request per 1 MiB read: under the per-request cost of a
+            // userspace round trip, bigger requests pay.
+            io_buf_bytes: 1 << 20,
             start_timeout: Duration::from_secs(30),
         }
     }
@@ -385,13 +387,19 @@ fn serve_queue(qid: u16, dev: &UblkDev, target: &dyn Target) {
             return;
         }
     };
+    // Per tag: how many leading bytes of its buffer are known to be zero
+    // (fresh buffers are not).
+    let mut zero_prefix = vec![0usize; bufs.len()];
     queue.wait_and_handle_io(move |q: &UblkQueue, tag: u16, _: &UblkIOCtx| {
         let iod = q.get_iod(tag);
         let req = Request::from_desc(iod.op_flags, iod.start_sector, iod.nr_sectors);
-        let Some(buf) = bufs.get_mut(tag as usize) else {
+        let (Some(buf), Some(zp)) = (
+            bufs.get_mut(tag as usize),
+            zero_prefix.get_mut(tag as usize),
+        ) else {
             return;
         };
-        let res = handle(target, dev_id, req, buf.as_mut_slice());
+        let res = handle(target, dev_id, req, buf.as_mut_slice(), zp);
         let done = q.complete_io_cmd_unified(
             tag,
             BufDesc::Slice(buf.as_slice()),
