@@ -5,4 +5,4 @@ mod util;
 mod cli;
 mod corruption;
 mod fixtures;
-mod writers_smoke;
+mod writers;
