@@ -19,6 +19,8 @@ pub mod format;
 pub mod fsutil;
 pub mod inspect;
 pub mod io;
+pub mod output;
+pub mod pipeline;
 pub mod sample;
 pub mod stack;
 pub mod uuid;

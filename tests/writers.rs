@@ -91,3 +91,22 @@ fn tar_wrapper_reproduces_the_fixtures() {
         assert_eq!(sha256(&wrapped), sha256_file(&fx(name)), "{name}");
     }
 }
+
+#[test]
+fn zz_probe_lz4() {
+    use obd::format::zfile::{Writer, WriterOptions};
+    let raw = std::fs::read(fx("base.raw")).unwrap();
+    let mut w = Writer::new(Vec::new(), WriterOptions::default()).unwrap();
+    w.push(&raw).unwrap();
+    let out = w.finish().unwrap().inner;
+    let refz = std::fs::read(fx("base.lz4.zfile")).unwrap();
+    let z = obd::format::zfile::ZFile::open(refz.clone()).unwrap();
+    let mine = obd::format::zfile::ZFile::open(out.clone()).unwrap();
+    let mut diff = 0;
+    for i in 0..z.blocks() {
+        let a = &refz[z.block_range(i).start as usize..z.block_range(i).end as usize];
+        let b = &out[mine.block_range(i).start as usize..mine.block_range(i).end as usize];
+        if a != b { diff += 1; }
+    }
+    eprintln!("lz4 blocks differing: {diff} of {}; sizes {} vs {}", z.blocks(), out.len(), refz.len());
+}

@@ -14,6 +14,7 @@ pub mod flatten;
 pub mod inspect;
 pub mod map;
 mod progress;
+pub mod zfile;
 
 pub use progress::Progress;
 
@@ -51,6 +52,9 @@ pub enum Command {
     Flatten(flatten::Args),
     /// Build a small sample stack in a temporary directory, then inspect, map and flatten it.
     Demo(demo::Args),
+    /// Compress or decompress ZFile containers.
+    #[command(subcommand)]
+    Zfile(zfile::Command),
 }
 
 /// A writable top layer: `--upper DATA INDEX`.
@@ -131,6 +135,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Map(a) => map::run(g, a, out),
         Command::Flatten(a) => flatten::run(g, a, out),
         Command::Demo(a) => demo::run(g, a, out),
+        Command::Zfile(c) => zfile::run(g, c, out),
     }
 }
 
