@@ -13,6 +13,7 @@
 pub mod blob;
 pub mod checksum;
 pub mod cmd;
+pub mod commit;
 pub mod error;
 pub mod flatten;
 pub mod format;

@@ -15,6 +15,8 @@ pub mod inspect;
 pub mod map;
 mod progress;
 pub mod zfile;
+pub mod commit;
+pub mod merge;
 
 pub use progress::Progress;
 
@@ -52,6 +54,10 @@ pub enum Command {
     Flatten(flatten::Args),
     /// Build a small sample stack in a temporary directory, then inspect, map and flatten it.
     Demo(demo::Args),
+    /// Seal a writable layer into a read-only layer, seal in place, or commit a raw image's difference.
+    Commit(commit::Args),
+    /// Flatten a stack of read-only layers into one read-only layer.
+    Merge(merge::Args),
     /// Compress or decompress ZFile containers.
     #[command(subcommand)]
     Zfile(zfile::Command),
@@ -136,6 +142,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Flatten(a) => flatten::run(g, a, out),
         Command::Demo(a) => demo::run(g, a, out),
         Command::Zfile(c) => zfile::run(g, c, out),
+        Command::Commit(a) => commit::run(g, a, out),
+        Command::Merge(a) => merge::run(g, a, out),
     }
 }
 
