@@ -16,6 +16,7 @@ pub mod map;
 mod progress;
 pub mod zfile;
 pub mod commit;
+pub mod create;
 pub mod merge;
 
 pub use progress::Progress;
@@ -54,6 +55,8 @@ pub enum Command {
     Flatten(flatten::Args),
     /// Build a small sample stack in a temporary directory, then inspect, map and flatten it.
     Demo(demo::Args),
+    /// Create an empty writable layer (data file + index file).
+    Create(create::Args),
     /// Seal a writable layer into a read-only layer, seal in place, or commit a raw image's difference.
     Commit(commit::Args),
     /// Flatten a stack of read-only layers into one read-only layer.
@@ -142,6 +145,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Flatten(a) => flatten::run(g, a, out),
         Command::Demo(a) => demo::run(g, a, out),
         Command::Zfile(c) => zfile::run(g, c, out),
+        Command::Create(a) => create::run(g, a, out),
         Command::Commit(a) => commit::run(g, a, out),
         Command::Merge(a) => merge::run(g, a, out),
     }
