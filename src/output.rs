@@ -169,10 +169,7 @@ impl Output {
             f.write_all_at(bytes, *at)
                 .map_err(|e| Error::io("output", *at, e))?;
         }
-        let file_size = f
-            .metadata()
-            .map_err(|e| Error::io("output", 0, e))?
-            .len();
+        let file_size = f.metadata().map_err(|e| Error::io("output", 0, e))?.len();
         let path = file.dest().display().to_string();
         file.commit()?;
         let mut containers = Vec::new();

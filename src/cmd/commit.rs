@@ -116,8 +116,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         let [data, index] = a.files.as_slice() else {
             return Err(usage("--seal takes DATA INDEX"));
         };
-        let r = commit::seal_in_place(data, index)
-            .with_context(|| data.display().to_string())?;
+        let r = commit::seal_in_place(data, index).with_context(|| data.display().to_string())?;
         if g.json {
             print_json(out, &r)?;
         } else if !g.quiet {
@@ -197,8 +196,9 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
 }
 
 fn open_ro(src: &Path) -> anyhow::Result<Layer> {
-    let blob = Blob::open(src, BlobOptions::default()).with_context(|| src.display().to_string())?;
-    Ok(blob.layer().with_context(|| src.display().to_string())?)
+    let blob =
+        Blob::open(src, BlobOptions::default()).with_context(|| src.display().to_string())?;
+    blob.layer().with_context(|| src.display().to_string())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -9,15 +9,15 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod commit;
+pub mod create;
 pub mod demo;
 pub mod flatten;
 pub mod inspect;
 pub mod map;
+pub mod merge;
 mod progress;
 pub mod zfile;
-pub mod commit;
-pub mod create;
-pub mod merge;
 
 pub use progress::Progress;
 

@@ -202,10 +202,9 @@ fn decompress(g: &GlobalArgs, a: DecompressArgs, out: &mut dyn Write) -> anyhow:
     let t0 = Instant::now();
     let name = a.input.display().to_string();
     let blob = Blob::open(&a.input, BlobOptions::default()).with_context(|| name.clone())?;
-    let z: Arc<zfile::ZFile<Arc<dyn crate::ReadAt>>> = blob
-        .zfile
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("{name}: not a ZFile (no ZFile magic after any tar wrapper)"))?;
+    let z: Arc<zfile::ZFile<Arc<dyn crate::ReadAt>>> = blob.zfile.clone().ok_or_else(|| {
+        anyhow::anyhow!("{name}: not a ZFile (no ZFile magic after any tar wrapper)")
+    })?;
     let size = crate::ReadAt::len(&*z);
     let threads = a.threads.unwrap_or(0);
     let progress = Progress::bytes(g, size, "decompress");

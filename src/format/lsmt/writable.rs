@@ -117,7 +117,11 @@ pub fn create(data: &Path, index: &Path, opts: &CreateOptions) -> Result<CreateR
     let mut d = AtomicFile::create(data, opts.force)?;
     let mut i = AtomicFile::create(index, opts.force)?;
     let data_flags = RW_DATA_FLAGS | if opts.sparse { FLAG_SPARSE } else { 0 };
-    write_all(d.file_mut(), &fields(data_flags, 0).to_bytes()?, "lsmt data header")?;
+    write_all(
+        d.file_mut(),
+        &fields(data_flags, 0).to_bytes()?,
+        "lsmt data header",
+    )?;
     if opts.sparse {
         d.file()
             .set_len(vs + HEADER_SPACE)
@@ -593,7 +597,10 @@ mod tests {
         let l = layer(dir.path(), true, 1 << 20, None);
         assert!(l.is_sparse());
         assert_eq!(l.header().flags, 0x13);
-        assert_eq!(std::fs::metadata(dir.path().join("d")).unwrap().len(), (1 << 20) + 4096);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("d")).unwrap().len(),
+            (1 << 20) + 4096
+        );
         assert_eq!(std::fs::metadata(dir.path().join("i")).unwrap().len(), 0);
     }
 
@@ -615,7 +622,10 @@ mod tests {
             tag: 0,
         };
         assert_eq!(recs, vec![seg(0, 16, 8), seg(8, 4, 24)]);
-        assert_eq!(l.segments(), vec![seg(0, 8, 8), seg(8, 4, 24), seg(12, 4, 20)]);
+        assert_eq!(
+            l.segments(),
+            vec![seg(0, 8, 8), seg(8, 4, 24), seg(12, 4, 20)]
+        );
     }
 
     #[test]
@@ -715,7 +725,8 @@ mod tests {
         l.flush().unwrap();
         let mut before = vec![0u8; 4 << 20];
         l.read_exact_at(&mut before, 0).unwrap();
-        let again = WritableLayer::open(&dir.path().join("d"), &dir.path().join("i"), None).unwrap();
+        let again =
+            WritableLayer::open(&dir.path().join("d"), &dir.path().join("i"), None).unwrap();
         let mut after = vec![0u8; 4 << 20];
         again.read_exact_at(&mut after, 0).unwrap();
         assert!(before == after);
@@ -744,7 +755,8 @@ mod tests {
         let d = std::fs::read(dir.path().join("d")).unwrap();
         assert!(d[4096 + 8192..4096 + 12288].iter().all(|&x| x == 7));
         l.flush().unwrap();
-        let again = WritableLayer::open(&dir.path().join("d"), &dir.path().join("i"), None).unwrap();
+        let again =
+            WritableLayer::open(&dir.path().join("d"), &dir.path().join("i"), None).unwrap();
         let mut c = vec![1u8; 8192];
         again.read_exact_at(&mut c, 4096).unwrap();
         assert_eq!(b, c);

@@ -285,10 +285,9 @@ impl<W: Write> Writer<W> {
         let output = self.sink.spare_outputs.pop().unwrap_or_default();
         let opts = self.opts;
         let Writer { pipe, sink, .. } = self;
-        pipe.submit(
-            move || compress_batch(&opts, input, output),
-            &mut |d| sink.take(d),
-        )
+        pipe.submit(move || compress_batch(&opts, input, output), &mut |d| {
+            sink.take(d)
+        })
     }
 
     /// Appends uncompressed bytes.
