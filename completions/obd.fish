@@ -57,7 +57,7 @@ complete -c obd -n "__fish_obd_using_subcommand flatten" -l json -d 'Print one J
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s h -l help -d 'Print help'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s V -l version -d 'Print version'
-complete -c obd -n "__fish_obd_using_subcommand demo" -l keep -d 'Keep the sample files in this directory instead of a temporary one' -r -F
+complete -c obd -n "__fish_obd_using_subcommand demo" -l keep -d 'Keep the sample files in this directory (created; must be empty) instead of a temporary one' -r -F
 complete -c obd -n "__fish_obd_using_subcommand demo" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand demo" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand demo" -s h -l help -d 'Print help'

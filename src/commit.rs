@@ -277,7 +277,13 @@ pub fn commit_layer(
     // Fail on a bad message before creating anything.
     crate::format::lsmt::writer::check_meta(&lm)?;
     let out = Output::create(dest, out_opts)?;
-    let (out, summary) = compact(std::slice::from_ref(&layer.data), &mappings, lm, out, progress)?;
+    let (out, summary) = compact(
+        std::slice::from_ref(&layer.data),
+        &mappings,
+        lm,
+        out,
+        progress,
+    )?;
     let output = out.finish()?;
     Ok(CommitReport {
         output,

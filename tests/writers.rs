@@ -729,3 +729,37 @@ mod raw_diff {
         }
     }
 }
+
+#[test]
+fn demo_builds_a_stack_that_flattens_to_its_model() {
+    let d = tmpdir();
+    let keep = p(&d, "demo");
+    let r = obd(["--json", "demo", "--keep", &keep]).ok().json();
+    assert_eq!(r["matches_model"], true);
+    assert_eq!(r["flattened_sha256"], r["model_sha256"]);
+    let layers = r["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    assert_eq!(layers[1]["containers"], serde_json::json!(["zfile"]));
+    assert_eq!(layers[2]["containers"], serde_json::json!(["tar", "zfile"]));
+    assert_eq!(r["stack"]["chain_consistent"], true);
+    // The kept files are a real stack: obd flattens it to the same disk.
+    let files: Vec<String> = layers
+        .iter()
+        .map(|l| l["file"].as_str().unwrap().to_string())
+        .collect();
+    let flat = p(&d, "again.raw");
+    let mut a = vec![
+        "flatten".to_string(),
+        "-q".into(),
+        "-o".into(),
+        flat.clone(),
+    ];
+    a.extend(files);
+    obd(&a).ok();
+    assert_eq!(
+        sha256_file(flat.as_ref()),
+        r["model_sha256"].as_str().unwrap()
+    );
+    // --keep refuses a directory that is not empty.
+    obd(["demo", "--keep", &keep]).clean_error();
+}
