@@ -121,6 +121,28 @@ impl Output {
         self.content
     }
 
+    /// Copies `input` to its end into the output; ZFile outputs read straight
+    /// into their compression batches. Every ZFile block but the last is
+    /// whole, however the reads return (pipes).
+    ///
+    /// # Errors
+    /// Read and write errors.
+    pub fn copy_from(
+        &mut self,
+        input: &mut dyn std::io::Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        let n = match &mut self.chain {
+            Chain::Zfile(w) => w.push_from(input, progress)?,
+            Chain::TarZfile(w) => w.push_from(input, progress)?,
+            _ => copy_stream(input, self, progress)?,
+        };
+        if matches!(self.chain, Chain::Zfile(_) | Chain::TarZfile(_)) {
+            self.content += n;
+        }
+        Ok(n)
+    }
+
     /// Writes the trailers and deferred headers, syncs and renames the file
     /// into place.
     ///

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{human, parse_size, print_json, GlobalArgs, Progress};
 use crate::blob::{Blob, BlobOptions};
 use crate::format::zfile::{self, Algorithm, WriterOptions};
-use crate::output::{copy_stream, Output, OutputOptions, OutputReport};
+use crate::output::{Output, OutputOptions, OutputReport};
 
 /// `obd zfile` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -163,7 +163,8 @@ fn compress(g: &GlobalArgs, a: CompressArgs, out: &mut dyn Write) -> anyhow::Res
     )
     .map_err(|e| out_err(&a.output, e))?;
     let progress = Progress::bytes(g, total, "compress");
-    let n = copy_stream(&mut *input, &mut o, &mut |n| progress.inc(n))
+    let n = o
+        .copy_from(&mut *input, &mut |n| progress.inc(n))
         .with_context(|| a.input.display().to_string())?;
     let report = o.finish().with_context(|| a.output.display().to_string())?;
     progress.finish();

@@ -74,20 +74,28 @@ impl WriterOptions {
     }
 }
 
-/// Compresses one block the way the writer does, CRC appended when asked.
+/// Compresses one block the way the writer does, CRC appended when asked,
+/// into `out` (cleared first).
 ///
 /// # Errors
 /// [`Error::Io`] when the compressor fails.
 pub fn compress_block(opts: &WriterOptions, src: &[u8], out: &mut Vec<u8>) -> Result<()> {
     out.clear();
+    append_block(opts, src, out).map(|_| ())
+}
+
+/// Appends one compressed block record (CRC included when asked) to `out`;
+/// returns its length.
+fn append_block(opts: &WriterOptions, src: &[u8], out: &mut Vec<u8>) -> Result<usize> {
+    let start = out.len();
     match opts.algorithm {
         Algorithm::Lz4 => {
             // liblz4's one-shot `LZ4_compress_default`, as the reference
             // calls it: the same bytes as the reference's bundled lz4.
-            out.resize(src.len() + src.len() / 255 + 16, 0);
-            let n = lz4::block::compress_to_buffer(src, None, false, out)
+            out.resize(start + src.len() + src.len() / 255 + 16, 0);
+            let n = lz4::block::compress_to_buffer(src, None, false, &mut out[start..])
                 .map_err(|e| Error::io("lz4 compressor", 0, e))?;
-            out.truncate(n);
+            out.truncate(start + n);
         }
         Algorithm::Zstd => {
             thread_local! {
@@ -105,27 +113,28 @@ pub fn compress_block(opts: &WriterOptions, src: &[u8], out: &mut Vec<u8>) -> Re
                     .as_mut()
                     .map(|c| &mut c.1)
                     .ok_or_else(|| Error::invalid("zstd", "no context"))?;
-                out.reserve(zstd::zstd_safe::compress_bound(src.len()));
-                c.compress_to_buffer(src, out)
+                let bound = zstd::zstd_safe::compress_bound(src.len());
+                out.resize(start + bound, 0);
+                let n = c
+                    .compress_to_buffer(src, &mut out[start..])
                     .map_err(|e| Error::io("zstd compressor", 0, e))?;
+                out.truncate(start + n);
                 Ok(())
             })?;
         }
     }
-    if out.len() as u64 > opts.block_size as u64 + MAX_BLOCK_OVERHEAD {
+    let n = out.len() - start;
+    if n as u64 > opts.block_size as u64 + MAX_BLOCK_OVERHEAD {
         return Err(Error::invalid(
             "zfile writer",
-            format!(
-                "a block compressed to {} bytes, more than block size + {MAX_BLOCK_OVERHEAD}",
-                out.len()
-            ),
+            format!("a block compressed to {n} bytes, more than block size + {MAX_BLOCK_OVERHEAD}"),
         ));
     }
     if opts.crc {
-        let c = crc32c_salt(out);
+        let c = crc32c_salt(&out[start..]);
         out.extend_from_slice(&c.to_le_bytes());
     }
-    Ok(())
+    Ok(out.len() - start)
 }
 
 /// A finished ZFile.
@@ -164,20 +173,23 @@ struct Compressed {
     input: Vec<u8>,
 }
 
-fn compress_batch(opts: &WriterOptions, input: Vec<u8>, mut data: Vec<u8>) -> Result<Compressed> {
+/// Compresses `input[..len]` block by block.
+fn compress_batch(
+    opts: &WriterOptions,
+    input: Vec<u8>,
+    len: usize,
+    mut data: Vec<u8>,
+) -> Result<Compressed> {
     data.clear();
     let bs = opts.block_size as usize;
-    let mut lens = Vec::with_capacity(input.len().div_ceil(bs));
-    let mut scratch = Vec::new();
-    for block in input.chunks(bs) {
-        compress_block(opts, block, &mut scratch)?;
-        data.extend_from_slice(&scratch);
-        lens.push(scratch.len() as u32);
+    let mut lens = Vec::with_capacity(len.div_ceil(bs));
+    for block in input[..len].chunks(bs) {
+        lens.push(append_block(opts, block, &mut data)? as u32);
     }
     Ok(Compressed {
         data,
         lens,
-        original: input.len() as u64,
+        original: len as u64,
         input,
     })
 }
@@ -214,6 +226,7 @@ impl<W: Write> Sink<W> {
 pub struct Writer<W: Write> {
     opts: WriterOptions,
     batch: Vec<u8>,
+    filled: usize,
     pipe: Ordered<Result<Compressed>>,
     sink: Sink<W>,
     taken: u64,
@@ -249,6 +262,7 @@ impl<W: Write> Writer<W> {
         Ok(Writer {
             opts,
             batch: Vec::new(),
+            filled: 0,
             pipe: Ordered::new(threads, window)?,
             sink: Sink {
                 out,
@@ -277,15 +291,25 @@ impl<W: Write> Writer<W> {
         self.sink.pos
     }
 
+    /// The batch buffer, full length (its first `filled` bytes are input).
+    fn batch_buf(&mut self) -> &mut [u8] {
+        if self.batch.len() < BATCH_BYTES {
+            self.batch = self
+                .sink
+                .spare_inputs
+                .pop()
+                .unwrap_or_else(|| vec![0u8; BATCH_BYTES]);
+        }
+        &mut self.batch
+    }
+
     fn submit(&mut self) -> Result<()> {
-        let mut fresh = self.sink.spare_inputs.pop().unwrap_or_default();
-        fresh.clear();
-        fresh.reserve(BATCH_BYTES);
-        let input = std::mem::replace(&mut self.batch, fresh);
+        let input = std::mem::take(&mut self.batch);
+        let len = std::mem::take(&mut self.filled);
         let output = self.sink.spare_outputs.pop().unwrap_or_default();
         let opts = self.opts;
         let Writer { pipe, sink, .. } = self;
-        pipe.submit(move || compress_batch(&opts, input, output), &mut |d| {
+        pipe.submit(move || compress_batch(&opts, input, len, output), &mut |d| {
             sink.take(d)
         })
     }
@@ -297,17 +321,48 @@ impl<W: Write> Writer<W> {
     pub fn push(&mut self, mut data: &[u8]) -> Result<()> {
         self.taken += data.len() as u64;
         while !data.is_empty() {
-            if self.batch.capacity() < BATCH_BYTES {
-                self.batch.reserve(BATCH_BYTES - self.batch.len());
-            }
-            let take = (BATCH_BYTES - self.batch.len()).min(data.len());
-            self.batch.extend_from_slice(&data[..take]);
+            let filled = self.filled;
+            let buf = self.batch_buf();
+            let take = (BATCH_BYTES - filled).min(data.len());
+            buf[filled..filled + take].copy_from_slice(&data[..take]);
             data = &data[take..];
-            if self.batch.len() == BATCH_BYTES {
+            self.filled += take;
+            if self.filled == BATCH_BYTES {
                 self.submit()?;
             }
         }
         Ok(())
+    }
+
+    /// Reads `input` to its end straight into the compression batches (no
+    /// intermediate copy); `progress` receives byte counts. Every block but
+    /// the last is whole, however the reads return.
+    ///
+    /// # Errors
+    /// Read, compressor and write errors.
+    pub fn push_from(
+        &mut self,
+        input: &mut dyn std::io::Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let filled = self.filled;
+            let buf = self.batch_buf();
+            let n = match input.read(&mut buf[filled..]) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("input", self.taken, e)),
+            };
+            self.filled += n;
+            self.taken += n as u64;
+            total += n as u64;
+            progress(n as u64);
+            if self.filled == BATCH_BYTES {
+                self.submit()?;
+            }
+        }
     }
 
     /// Compresses what is left (the last block may be partial) and writes the
@@ -316,7 +371,7 @@ impl<W: Write> Writer<W> {
     /// # Errors
     /// Compressor and write errors.
     pub fn finish(mut self) -> Result<Finished<W>> {
-        if !self.batch.is_empty() {
+        if self.filled > 0 {
             self.submit()?;
         }
         let Writer {
