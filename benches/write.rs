@@ -64,13 +64,10 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 /// The peak RSS is the child's `VmHWM`, polled every 2 ms until it exits
 /// (it only grows). `ru_maxrss` would not do: exec folds the spawning
 /// process's peak (this benchmark's, with its buffers) into it.
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::zombie_processes)] // reaped by wait4 below
 fn run_obd(args: &[&str]) -> Run {
     let t0 = Instant::now();
-    let child = Command::new(OBD)
-        .args(args)
-        .spawn()
-        .expect("spawning obd");
+    let child = Command::new(OBD).args(args).spawn().expect("spawning obd");
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for our own child, which
@@ -153,7 +150,10 @@ fn shuffled(mut v: Vec<u64>, seed: u64) -> Vec<u64> {
 }
 
 fn make_layer(dir: &Path, name: &str, size: u64, seed: u64, share: f64) -> (PathBuf, PathBuf) {
-    let (d, i) = (dir.join(format!("{name}.data")), dir.join(format!("{name}.index")));
+    let (d, i) = (
+        dir.join(format!("{name}.data")),
+        dir.join(format!("{name}.index")),
+    );
     create(
         &d,
         &i,
@@ -281,10 +281,30 @@ fn main() {
 
     // zfile compress / decompress.
     for (alg, bs, cname, dname) in [
-        ("lz4", "4K", "zfile-compress-lz4-4k", "zfile-decompress-lz4-4k"),
-        ("zstd", "4K", "zfile-compress-zstd-4k", "zfile-decompress-zstd-4k"),
-        ("lz4", "32K", "zfile-compress-lz4-32k", "zfile-decompress-lz4-32k"),
-        ("zstd", "32K", "zfile-compress-zstd-32k", "zfile-decompress-zstd-32k"),
+        (
+            "lz4",
+            "4K",
+            "zfile-compress-lz4-4k",
+            "zfile-decompress-lz4-4k",
+        ),
+        (
+            "zstd",
+            "4K",
+            "zfile-compress-zstd-4k",
+            "zfile-decompress-zstd-4k",
+        ),
+        (
+            "lz4",
+            "32K",
+            "zfile-compress-lz4-32k",
+            "zfile-decompress-lz4-32k",
+        ),
+        (
+            "zstd",
+            "32K",
+            "zfile-compress-zstd-32k",
+            "zfile-decompress-zstd-32k",
+        ),
     ] {
         let z = dir.join("out.zfile");
         let r = best(runs, size, || {
@@ -317,7 +337,10 @@ fn main() {
     // pieces in a shuffled order.
     let t0 = Instant::now();
     let (d0, i0) = make_layer(&dir, "L0", size, 42, 1.0);
-    println!("writable layer written in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "writable layer written in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let l0 = dir.join("L0.commit");
     for (name, z) in [("commit-zfile-lz4", true), ("commit-plain", false)] {
         let r = best(runs, size, || {
@@ -348,7 +371,13 @@ fn main() {
         let r = best(runs, size, || {
             let refs: Vec<&Path> = layers.iter().map(|p| p.as_path()).collect();
             warm(&refs);
-            let mut a: Vec<String> = vec!["-q".into(), "merge".into(), "-f".into(), "-o".into(), s(&merged)];
+            let mut a: Vec<String> = vec![
+                "-q".into(),
+                "merge".into(),
+                "-f".into(),
+                "-o".into(),
+                s(&merged),
+            ];
             if z {
                 a.push("-z".into());
             }
@@ -365,7 +394,11 @@ fn main() {
         peak as f64 / 1024.0
     );
     for f in &figures {
-        let reference = REFERENCE.iter().find(|r| r.0 == f.name).map(|r| r.1).unwrap_or(0.0);
+        let reference = REFERENCE
+            .iter()
+            .find(|r| r.0 == f.name)
+            .map(|r| r.1)
+            .unwrap_or(0.0);
         println!(
             "target {} {:.0} MB/s goal {:.0}",
             f.name,

@@ -217,18 +217,21 @@ fn decompress(g: &GlobalArgs, a: DecompressArgs, out: &mut dyn Write) -> anyhow:
         progress.finish();
         return Ok(ExitCode::SUCCESS);
     }
-    let mut o = Output::create(
-        &a.output,
-        OutputOptions {
-            force: a.force,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| out_err(&a.output, e))?;
-    zfile::decompress_to(z, &mut o, threads, &mut |n| progress.inc(n))
+    let file =
+        crate::fsutil::AtomicFile::create(&a.output, a.force).map_err(|e| out_err(&a.output, e))?;
+    let n = zfile::decompress_to_file(&z, file.file(), threads, &progress.callback())
         .with_context(|| name.clone())?;
-    let report = o.finish().with_context(|| a.output.display().to_string())?;
+    file.commit().map_err(|e| out_err(&a.output, e))?;
     progress.finish();
+    let report = OutputReport {
+        path: a.output.display().to_string(),
+        file_size: n,
+        content_size: n,
+        containers: Vec::new(),
+        zfile_blocks: None,
+        algorithm: None,
+        block_size: None,
+    };
     let secs = t0.elapsed().as_secs_f64();
     let r = Report {
         input: name,

@@ -213,6 +213,54 @@ pub fn decompress_to<R: crate::io::ReadAt + 'static>(
     Ok(written)
 }
 
+/// Writes the whole uncompressed content of `z` into `out` at its offsets:
+/// every worker (`threads`, 0 = one per core) decodes 1 MiB pieces and
+/// writes them with `pwrite`, so writing is parallel too. Sets the file's
+/// length. `progress` receives uncompressed byte counts.
+///
+/// # Errors
+/// Read, CRC and decompression errors of `z`; write errors of `out`.
+pub fn decompress_to_file<R: crate::io::ReadAt>(
+    z: &ZFile<R>,
+    out: &std::fs::File,
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
+    let per_job = (DECODE_JOB_BYTES / z.block_size()).max(1);
+    let n = z.blocks();
+    let jobs = n.div_ceil(per_job);
+    let threads = if threads == 0 {
+        crate::pipeline::default_threads()
+    } else {
+        threads
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::io("worker threads", 0, std::io::Error::other(e)))?;
+    pool.install(|| {
+        (0..jobs).into_par_iter().try_for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(buf, scratch), j| -> Result<()> {
+                let first = j * per_job;
+                let last = (first + per_job).min(n);
+                z.read_blocks(first, last, buf, scratch)?;
+                let at = first * z.block_size();
+                out.write_all_at(buf, at)
+                    .map_err(|e| Error::io("output", at, e))?;
+                progress(buf.len() as u64);
+                Ok(())
+            },
+        )
+    })?;
+    let size = crate::io::ReadAt::len(z);
+    out.set_len(size)
+        .map_err(|e| Error::io("output", size, e))?;
+    Ok(size)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -309,9 +309,10 @@ impl<W: Write> Writer<W> {
         let output = self.sink.spare_outputs.pop().unwrap_or_default();
         let opts = self.opts;
         let Writer { pipe, sink, .. } = self;
-        pipe.submit(move || compress_batch(&opts, input, len, output), &mut |d| {
-            sink.take(d)
-        })
+        pipe.submit(
+            move || compress_batch(&opts, input, len, output),
+            &mut |d| sink.take(d),
+        )
     }
 
     /// Appends uncompressed bytes.
