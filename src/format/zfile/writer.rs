@@ -1,4 +1,10 @@
-//! `Writer`: a ZFile container, streamed.
+//! `Writer`: a ZFile container, streamed and compressed in parallel.
+//!
+//! Input is cut into 1 MiB batches that worker threads compress (liblz4's
+//! one-shot `LZ4_compress_default`, or `ZSTD_compress` at level 3, as the
+//! reference); batches are written in order, so the bytes do not depend on
+//! the thread count, and at most `2 × threads` (≤ 16) batches are in flight,
+//! which bounds memory whatever the input size.
 //!
 //! Layout as the reference writes it: header (flags 0x13) | blocks, each
 //! followed by its raw CRC32C (seed 100007) | jump table | trailer (0x16).
