@@ -401,7 +401,10 @@ fn merge_of_every_fixture_stack_flattens_to_the_manifest_hash() {
         };
         assert_eq!(got, want, "{name}");
     }
-    assert!(flattened.len() >= 3, "the fixture stacks hold at least three different disks");
+    assert!(
+        flattened.len() >= 3,
+        "the fixture stacks hold at least three different disks"
+    );
 }
 
 #[test]
@@ -775,4 +778,78 @@ fn demo_builds_a_stack_that_flattens_to_its_model() {
     );
     // --keep refuses a directory that is not empty.
     obd(["demo", "--keep", &keep]).clean_error();
+}
+
+#[test]
+fn tar_without_zfile_and_zstd_levels() {
+    let d = tmpdir();
+    // obd honours -t without -z: a tar around the plain LSMT.
+    let t = p(&d, "t.tar");
+    obd([
+        "commit",
+        "-q",
+        "-t",
+        "--uuid",
+        U1,
+        &fxs("L1.data"),
+        &fxs("L1.index"),
+        &t,
+    ])
+    .ok();
+    let file = std::fs::read(&t).unwrap();
+    let pl = obd::format::tar::detect(&file).unwrap().unwrap();
+    assert_eq!((pl.offset, pl.member.as_str()), (1536, "overlaybd.commit"));
+    let payload = &file[pl.offset as usize..(pl.offset + pl.size) as usize];
+    assert_eq!(sha256(payload), sha256_file(&fx("L1.commit")));
+    assert_eq!(file.len() as u64, obd::format::tar::wrapped_size(pl.size));
+    // zstd levels change the bytes, never the content; LZ4 has no levels.
+    let (a, b) = (p(&d, "l1"), p(&d, "l19"));
+    obd([
+        "zfile",
+        "compress",
+        "-q",
+        "--algorithm",
+        "zstd",
+        "--level",
+        "1",
+        &fxs("base.raw"),
+        &a,
+    ])
+    .ok();
+    obd([
+        "zfile",
+        "compress",
+        "-q",
+        "--algorithm",
+        "zstd",
+        "--level",
+        "19",
+        &fxs("base.raw"),
+        &b,
+    ])
+    .ok();
+    assert_ne!(sha256_file(a.as_ref()), sha256_file(b.as_ref()));
+    for z in [&a, &b] {
+        let back = p(&d, "back");
+        obd(["zfile", "decompress", "-q", "-f", z, &back]).ok();
+        assert_eq!(sha256_file(back.as_ref()), sha256_file(&fx("base.raw")));
+    }
+    obd([
+        "zfile",
+        "compress",
+        "--level",
+        "5",
+        &fxs("base.raw"),
+        &p(&d, "x"),
+    ])
+    .clean_error();
+    obd([
+        "zfile",
+        "compress",
+        "--block-size",
+        "128K",
+        &fxs("base.raw"),
+        &p(&d, "x"),
+    ])
+    .clean_error();
 }
