@@ -90,11 +90,22 @@ struct Item {
     zeroed: bool,
 }
 
-/// Source data read ahead of the writer: runs and their bytes back to back.
-#[derive(Default)]
+/// Source data read ahead of the writer: runs and their bytes back to back
+/// in `buf[..len]` (the buffer keeps its full size, so reuse costs no memset).
 struct Batch {
     buf: Vec<u8>,
+    len: usize,
     items: Vec<Item>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            buf: vec![0u8; BATCH_BYTES],
+            len: 0,
+            items: Vec::new(),
+        }
+    }
 }
 
 /// Reads the data of `mappings` into batches, in order. A mapping split
@@ -107,11 +118,11 @@ fn read_ahead(
     spare: Receiver<Batch>,
 ) {
     let piece = (PIECE_SECTORS * SECTOR_SIZE) as usize;
-    let mut batch = Batch::default();
+    let mut batch = Batch::new();
     let send = |b: Batch| tx.send(Ok(b)).is_ok();
     let fresh = |spare: &Receiver<Batch>| {
-        let mut b = spare.try_recv().unwrap_or_default();
-        b.buf.clear();
+        let mut b = spare.try_recv().unwrap_or_else(|_| Batch::new());
+        b.len = 0;
         b.items.clear();
         b
     };
@@ -135,7 +146,7 @@ fn read_ahead(
         let mut done = 0u64;
         let total = m.length as u64 * SECTOR_SIZE;
         while done < total {
-            let room = BATCH_BYTES.saturating_sub(batch.buf.len());
+            let room = BATCH_BYTES - batch.len;
             let left = (total - done) as usize;
             let take = if left <= room {
                 left
@@ -148,10 +159,10 @@ fn read_ahead(
                 }
                 continue;
             }
-            let at = batch.buf.len();
-            batch.buf.resize(at + take, 0);
+            let at = batch.len;
+            batch.len += take;
             let offset = m.moffset * SECTOR_SIZE + done;
-            if let Err(e) = src.read_exact_at(&mut batch.buf[at..], offset) {
+            if let Err(e) = src.read_exact_at(&mut batch.buf[at..at + take], offset) {
                 let _ = tx.send(Err(e));
                 return;
             }
