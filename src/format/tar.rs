@@ -117,6 +117,29 @@ pub fn detect(r: &dyn ReadAt) -> Result<Option<Payload>> {
             ))
         }
     }
+    // Every tar writer ends the member with zero padding to a 512-byte block
+    // and two zero blocks; their absence means the file was cut short.
+    let end = offset + size;
+    let tail_end = end.div_ceil(BLOCK) * BLOCK + 2 * BLOCK;
+    if r.len() < tail_end {
+        return Err(Error::corrupt(
+            "tar trailer",
+            end,
+            format!(
+                "file ends at {:#x}, before the end-of-archive blocks that end at {tail_end:#x} (truncated?)",
+                r.len()
+            ),
+        ));
+    }
+    let mut tail = vec![0u8; (tail_end - end) as usize];
+    r.read_exact_at(&mut tail, end)?;
+    if let Some(i) = tail.iter().position(|&b| b != 0) {
+        return Err(Error::corrupt(
+            "tar trailer",
+            end + i as u64,
+            "non-zero byte in the padding or end-of-archive blocks",
+        ));
+    }
     Ok(Some(Payload {
         offset,
         size,
