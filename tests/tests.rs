@@ -8,4 +8,4 @@ mod corruption;
 mod fixtures;
 mod vm;
 mod vmkit;
-mod writers_smoke;
+mod writers;

@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 
 #[cfg(target_os = "linux")]
 pub mod attach;
+pub mod commit;
+pub mod create;
 pub mod demo;
 #[cfg(target_os = "linux")]
 pub mod detach;
@@ -19,7 +21,9 @@ pub mod inspect;
 #[cfg(target_os = "linux")]
 pub mod list;
 pub mod map;
+pub mod merge;
 mod progress;
+pub mod zfile;
 
 pub use progress::Progress;
 
@@ -66,6 +70,15 @@ pub enum Command {
     /// List attached ublk devices with their layers, server and state.
     #[cfg(target_os = "linux")]
     List(list::Args),
+    /// Create an empty writable layer (data file + index file).
+    Create(create::Args),
+    /// Seal a writable layer into a read-only layer, seal in place, or commit a raw image's difference.
+    Commit(commit::Args),
+    /// Flatten a stack of read-only layers into one read-only layer.
+    Merge(merge::Args),
+    /// Compress or decompress ZFile containers.
+    #[command(subcommand)]
+    Zfile(zfile::Command),
 }
 
 /// A writable top layer: `--upper DATA INDEX`.
@@ -152,6 +165,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Detach(a) => detach::run(g, a, out),
         #[cfg(target_os = "linux")]
         Command::List(a) => list::run(g, a, out),
+        Command::Zfile(c) => zfile::run(g, c, out),
+        Command::Create(a) => create::run(g, a, out),
+        Command::Commit(a) => commit::run(g, a, out),
+        Command::Merge(a) => merge::run(g, a, out),
     }
 }
 
