@@ -70,7 +70,7 @@ complete -c obd -n "__fish_obd_using_subcommand attach" -l queues -d 'Hardware q
 complete -c obd -n "__fish_obd_using_subcommand attach" -l depth -d 'Requests in flight per queue' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l config -d 'Take layers, upper layer and result file from an overlaybd image config' -r -F
 complete -c obd -n "__fish_obd_using_subcommand attach" -l timeout -d 'Give up when the device is not live after this many seconds' -r
-complete -c obd -n "__fish_obd_using_subcommand attach" -l read-only -d 'Serve the stack (including --upper) read-only'
+complete -c obd -n "__fish_obd_using_subcommand attach" -l read-only -d 'Serve the stack read-only even with --upper (the writable layer is not written)'
 complete -c obd -n "__fish_obd_using_subcommand attach" -l foreground -d 'Stay attached: serve the device from this process until SIGINT/SIGTERM'
 complete -c obd -n "__fish_obd_using_subcommand attach" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand attach" -s q -l quiet -d 'Do not show progress bars'

@@ -13,8 +13,8 @@
 pub mod blob;
 pub mod checksum;
 pub mod cmd;
-pub mod config;
 pub mod commit;
+pub mod config;
 pub mod error;
 pub mod flatten;
 pub mod format;

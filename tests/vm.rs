@@ -3,9 +3,9 @@
 //! `tests/vm/guest.sh`; each test below reports one of them.
 //!
 //! Inputs made here: the fixture stacks with their manifest hashes, an ext4
-//! image turned into a two-layer compressed stack, and a ZFile with one
-//! corrupted block. `OBD_VM_CHECKS` (space separated: stacks ext4 corrupt
-//! sigterm kill9 config list) limits the run while iterating;\n//! `OBD_VM_CONSOLE=1` prints the guest's console even when all is well.
+//! image turned into a two-layer compressed stack by `obd commit --raw`, and
+//! a ZFile with one corrupted block. `OBD_VM_CHECKS` (space separated: stacks ext4 corrupt
+//! rw sigterm kill9 config list) limits the run while iterating;\n//! `OBD_VM_CONSOLE=1` prints the guest's console even when all is well.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,17 +14,13 @@ use std::time::Duration;
 
 use obd::blob::{Blob, BlobOptions};
 use obd::format::lsmt::raw::SECTOR_SIZE;
-use obd::format::lsmt::writer::{LayerMeta, Writer as LsmtWriter};
-use obd::format::zfile::writer::{Writer as ZWriter, WriterOptions};
-use obd::format::zfile::Algorithm;
 use obd::stack::Stack;
-use obd::uuid::Uuid;
 use obd::ReadAt;
 
 use crate::util::*;
 use crate::vmkit::{self, Console, Initramfs, Kernel, VmOptions};
 
-const ALL_CHECKS: &str = "stacks ext4 corrupt sigterm kill9 config list";
+const ALL_CHECKS: &str = "stacks ext4 rw corrupt sigterm kill9 config list";
 
 struct VmRun {
     console: Console,
@@ -89,6 +85,7 @@ vm_checks! {
     vm_stack_s_rwtop_l1 => "stack:s_rwtop_L1",
     vm_stack_merged => "stack:merged.lz4.zfile",
     vm_ext4_stack_mounts_read_only => "ext4-ro",
+    vm_upper_written_committed_and_reattached => "rw",
     vm_corrupt_zfile_block_reads_as_eio => "corrupt",
     vm_sigterm_tears_down => "sigterm",
     vm_kill9_then_detach_force => "kill9",
@@ -188,7 +185,10 @@ fn boot() -> Result<VmRun, String> {
     })
 }
 
-/// `name sha256 upper_data upper_index layer...` per manifest stack.
+/// `name sha256 mode upper_data upper_index layer...` per manifest stack.
+/// Mode `ro` for read-only stacks; of the stacks with a writable top layer,
+/// the first is attached writable (`rw`) and the others with `--read-only`
+/// (`upper-ro`), so that both ways are checked.
 fn stacks_file() -> String {
     let m = manifest();
     let stacks = m["stacks"].as_array().unwrap();
@@ -209,12 +209,20 @@ fn stacks_file() -> String {
             Some(h) => h.to_string(),
             None => hash_of("s_plain"),
         };
-        let (ud, ui) = match s.get("writable_top") {
-            Some(w) => (
-                w["data"].as_str().unwrap().to_string(),
-                w["index"].as_str().unwrap().to_string(),
-            ),
-            None => ("-".into(), "-".into()),
+        let (mode, ud, ui) = match s.get("writable_top") {
+            Some(w) => {
+                let mode = if out.contains(" rw ") {
+                    "upper-ro"
+                } else {
+                    "rw"
+                };
+                (
+                    mode,
+                    w["data"].as_str().unwrap().to_string(),
+                    w["index"].as_str().unwrap().to_string(),
+                )
+            }
+            None => ("ro", "-".into(), "-".into()),
         };
         let layers: Vec<&str> = s["layers_bottom_to_top"]
             .as_array()
@@ -222,7 +230,10 @@ fn stacks_file() -> String {
             .iter()
             .map(|l| l.as_str().unwrap())
             .collect();
-        out.push_str(&format!("{name} {hash} {ud} {ui} {}\n", layers.join(" ")));
+        out.push_str(&format!(
+            "{name} {hash} {mode} {ud} {ui} {}\n",
+            layers.join(" ")
+        ));
     }
     out
 }
@@ -321,84 +332,44 @@ fn mkfs(dir: &Path, version: u32) -> Result<Vec<u8>, String> {
     std::fs::read(&img).map_err(|e| e.to_string())
 }
 
-fn meta() -> LayerMeta {
-    LayerMeta {
-        virtual_size: EXT4_SIZE,
-        uuid: Uuid::null(),
-        parent_uuid: Uuid::null(),
-        user_tag: Vec::new(),
-    }
-}
-
-/// A committed layer holding the 4 KiB blocks of `new` that differ from
-/// `old` (all non-zero blocks when `old` is None); blocks that became zero
-/// are zeroed entries.
-fn layer_from(old: Option<&[u8]>, new: &[u8]) -> Vec<u8> {
-    const BS: usize = 4096;
-    let mut w = LsmtWriter::new(Vec::new(), meta()).unwrap();
-    let mut i = 0;
-    let blocks = new.len() / BS;
-    let block = |img: &[u8], b: usize| img[b * BS..(b + 1) * BS].to_vec();
-    while i < blocks {
-        let nb = block(new, i);
-        let changed = match old {
-            Some(o) => block(o, i) != nb,
-            None => nb.iter().any(|&b| b != 0),
-        };
-        if !changed {
-            i += 1;
-            continue;
-        }
-        let lba = (i * BS) as u64 / SECTOR_SIZE;
-        if nb.iter().all(|&b| b == 0) {
-            w.push_zeroed(lba, (BS as u64 / SECTOR_SIZE) as u32, 0)
-                .unwrap();
-            i += 1;
-            continue;
-        }
-        // A run of changed, non-zero blocks.
-        let start = i;
-        while i < blocks && (i - start) < 256 {
-            let b = block(new, i);
-            let differs = match old {
-                Some(o) => block(o, i) != b,
-                None => true,
-            };
-            if !differs || b.iter().all(|&x| x == 0) {
-                break;
-            }
-            i += 1;
-        }
-        w.push_data(lba, &new[start * BS..i * BS], 0).unwrap();
-    }
-    w.finish().unwrap().0
-}
-
-fn compress(lsmt: &[u8], algorithm: Algorithm, block_size: u32) -> Vec<u8> {
-    let mut z = ZWriter::new(
-        Vec::new(),
-        WriterOptions {
-            algorithm,
-            block_size,
-            ..WriterOptions::default()
-        },
-    )
-    .unwrap();
-    z.push(lsmt).unwrap();
-    z.finish().unwrap().inner
-}
-
-/// An ext4 image in two compressed layers, the expected file checksums and
-/// the deleted files.
+/// An ext4 image in two compressed layers, made by `obd commit --raw` (the
+/// base from version 1 of the tree, the difference to version 2 over it),
+/// the expected file checksums and the deleted files.
 fn ext4_inputs(fs: &mut Initramfs, dir: &Path) -> Result<(), String> {
-    let v1 = mkfs(dir, 1)?;
+    mkfs(dir, 1)?;
     let v2 = mkfs(dir, 2)?;
-    let l0 = compress(&layer_from(None, &v1), Algorithm::Lz4, 16 << 10);
-    let l1 = compress(&layer_from(Some(&v1), &v2), Algorithm::Zstd, 4 << 10);
+    obd_in(
+        dir,
+        [
+            "commit",
+            "-q",
+            "--raw",
+            "ext4.v1.img",
+            "-z",
+            "--block-size",
+            "16K",
+            "ext4.L0.zfile",
+        ],
+    )
+    .ok();
+    obd_in(
+        dir,
+        [
+            "commit",
+            "-q",
+            "--raw",
+            "ext4.v2.img",
+            "--base",
+            "ext4.L0.zfile",
+            "-z",
+            "--algorithm",
+            "zstd",
+            "ext4.L1.zfile",
+        ],
+    )
+    .ok();
     let p0 = dir.join("ext4.L0.zfile");
     let p1 = dir.join("ext4.L1.zfile");
-    std::fs::write(&p0, &l0).map_err(|e| e.to_string())?;
-    std::fs::write(&p1, &l1).map_err(|e| e.to_string())?;
     // The stack must be version 2, byte for byte, before the VM sees it.
     let stack = Stack::open(&[p0.clone(), p1.clone()], None, BlobOptions::default())
         .map_err(|e| e.to_string())?;

@@ -22,11 +22,13 @@ use std::process::ExitCode;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 
 use super::{print_json, GlobalArgs, UpperArgs};
 use crate::blob::BlobOptions;
 use crate::config::{write_result, ImageConfig};
+use crate::format::lsmt::writable::WritableLayer;
+use crate::io::ReadAt;
 use crate::stack::Stack;
 use crate::ublk::runstate::{self, process_start, run_dir, Record, Upper};
 use crate::ublk::sys::{self, Forked};
@@ -38,7 +40,7 @@ pub struct Args {
     /// Writable top layer: the device becomes writable.
     #[command(flatten)]
     pub upper: UpperArgs,
-    /// Serve the stack (including --upper) read-only.
+    /// Serve the stack read-only even with --upper (the writable layer is not written).
     #[arg(long)]
     pub read_only: bool,
     /// Hardware queues (one server thread each).
@@ -167,15 +169,27 @@ fn attach(g: &GlobalArgs, a: &Args, plan: Plan, out: &mut dyn Write) -> anyhow::
 
 fn open_target(plan: &Plan) -> anyhow::Result<Arc<dyn Target>> {
     let upper = plan.upper.as_ref().map(|(d, i)| (d.as_path(), i.as_path()));
-    if let (Some((data, _)), false) = (upper, plan.read_only) {
-        bail!(
-            "{}: writable devices are not available in this build yet; \
-             add --read-only to serve the writable layer read-only",
-            data.display()
-        );
+    match upper {
+        Some((data, index)) if !plan.read_only => {
+            let lower: Option<Arc<dyn ReadAt>> = if plan.layers.is_empty() {
+                None
+            } else {
+                Some(Arc::new(Stack::open(
+                    &plan.layers,
+                    None,
+                    BlobOptions::default(),
+                )?))
+            };
+            let layer = WritableLayer::open(data, index, lower)
+                .with_context(|| data.display().to_string())?;
+            Ok(Arc::new(layer))
+        }
+        _ => Ok(Arc::new(Stack::open(
+            &plan.layers,
+            upper,
+            BlobOptions::default(),
+        )?)),
     }
-    let stack = Stack::open(&plan.layers, upper, BlobOptions::default())?;
-    Ok(Arc::new(stack))
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -79,20 +79,30 @@ pub fn handle(
     zero_prefix: &mut usize,
 ) -> i32 {
     let len = req.nr_sectors as u64 * SECTOR_SIZE;
-    let Some(offset) = req.start_sector.checked_mul(SECTOR_SIZE) else {
-        return -libc::EINVAL;
-    };
+    let offset = req.start_sector.saturating_mul(SECTOR_SIZE);
     let in_range = offset
         .checked_add(len)
         .is_some_and(|end| end <= target.size());
     // Every op but FLUSH addresses a range of the device.
     if req.op != UBLK_IO_OP_FLUSH && !in_range {
+        let e = crate::Error::OutOfRange {
+            what: "ublk device",
+            offset,
+            len,
+            size: target.size(),
+        };
+        log_error(dev_id, &req, offset, len, &e);
         return -libc::EINVAL;
     }
     let read_only = target.read_only();
     let result = match req.op {
         UBLK_IO_OP_READ | UBLK_IO_OP_WRITE => {
             if len > buf.len() as u64 || len > i32::MAX as u64 {
+                let e = crate::Error::invalid(
+                    "ublk request",
+                    format!("larger than the {}-byte buffer", buf.len()),
+                );
+                log_error(dev_id, &req, offset, len, &e);
                 return -libc::EINVAL;
             }
             let n = len as usize;

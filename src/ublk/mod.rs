@@ -17,8 +17,11 @@
 //!   with `-errno` ([`Error::errno`](crate::Error::errno), `EIO` for damaged
 //!   data) and is logged on stderr with the layer, the structure and the
 //!   offset — never a panic and never wrong data;
-//! - writable targets advertise a volatile cache: FLUSH makes their writes
-//!   durable; they also take DISCARD.
+//! - writable targets (a
+//!   [`WritableLayer`](crate::format::lsmt::writable::WritableLayer) over the
+//!   stack, `attach --upper`) advertise a volatile cache: FLUSH makes their
+//!   writes durable; they also take DISCARD and WRITE_ZEROES (an LSMT
+//!   discard reads back as zeros).
 //!
 //! [`serve`] runs the device until SIGINT, SIGTERM or SIGHUP arrives (the
 //! signals are blocked before the control device is built and collected with
@@ -134,5 +137,79 @@ impl Target for crate::stack::Stack {
         self.extents(offset, len)
             .iter()
             .all(|e| matches!(e.source, Source::Hole | Source::Zero { .. }))
+    }
+}
+
+/// A writable layer over its lower stack: reads see the layer over the
+/// stack, writes and discards go to the layer, FLUSH syncs its data file,
+/// then its index file.
+impl Target for crate::format::lsmt::writable::WritableLayer {
+    fn size(&self) -> u64 {
+        self.len()
+    }
+
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.read_exact_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        crate::format::lsmt::writable::WritableLayer::write_at(self, buf, offset)
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        crate::format::lsmt::writable::WritableLayer::discard(self, offset, len)
+    }
+
+    fn flush(&self) -> Result<()> {
+        crate::format::lsmt::writable::WritableLayer::flush(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::lsmt::writable::{self, CreateOptions, WritableLayer};
+    use libublk::sys::{UBLK_IO_OP_DISCARD, UBLK_IO_OP_FLUSH, UBLK_IO_OP_READ, UBLK_IO_OP_WRITE};
+    use std::sync::Arc;
+
+    #[test]
+    fn writable_layer_target_over_a_lower_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, i) = (dir.path().join("u.data"), dir.path().join("u.index"));
+        writable::create(&d, &i, &CreateOptions::default()).unwrap();
+        let lower: Vec<u8> = (0..1u32 << 20).map(|x| (x % 253) as u8).collect();
+        let lower: Arc<dyn ReadAt> = Arc::new(lower);
+        let t = WritableLayer::open(&d, &i, Some(lower.clone())).unwrap();
+        assert_eq!(Target::size(&t), 1 << 20);
+        assert!(!t.read_only());
+        let mut zp = 0;
+        let mut buf = vec![0x77u8; 8192];
+        let r = |op, s, n| Request::from_desc(op, s, n);
+        assert_eq!(
+            handle(&t, 0, r(UBLK_IO_OP_WRITE, 8, 16), &mut buf, &mut zp),
+            8192
+        );
+        assert_eq!(
+            handle(&t, 0, r(UBLK_IO_OP_DISCARD, 32, 8), &mut buf, &mut zp),
+            0
+        );
+        assert_eq!(
+            handle(&t, 0, r(UBLK_IO_OP_FLUSH, 0, 0), &mut buf, &mut zp),
+            0
+        );
+        let mut got = vec![0u8; 32 << 10];
+        assert_eq!(
+            handle(&t, 0, r(UBLK_IO_OP_READ, 0, 64), &mut got, &mut zp),
+            32 << 10
+        );
+        let mut want = vec![0u8; 32 << 10];
+        lower.read_exact_at(&mut want, 0).unwrap();
+        want[4096..12288].fill(0x77);
+        want[16384..20480].fill(0);
+        assert!(got == want);
     }
 }

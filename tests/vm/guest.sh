@@ -48,14 +48,17 @@ check_preflight() {
     fi
 }
 
-# check_stack NAME SHA256 UPPER_DATA UPPER_INDEX LAYER... ("-" for no upper)
+# check_stack NAME SHA256 MODE UPPER_DATA UPPER_INDEX LAYER...
+# MODE: ro (no upper layer), rw (--upper, writable), upper-ro (--upper --read-only).
 check_stack() {
-    name=$1; want=$2; ud=$3; ui=$4; shift 4
+    name=$1; want=$2; mode=$3; ud=$4; ui=$5; shift 5
     set -- $(for l in "$@"; do echo "$FX/$l"; done)
-    if [ "$ud" != - ]; then
-        # The guest's copy is disposable, but keep the fixture pristine anyway.
+    wantro=1
+    if [ "$mode" != ro ]; then
+        # Attach a copy: a writable device may write to its upper layer.
         cp "$FX/$ud" "/tmp/$name.data" && cp "$FX/$ui" "/tmp/$name.index"
-        set -- --read-only --upper "/tmp/$name.data" "/tmp/$name.index" "$@"
+        set -- --upper "/tmp/$name.data" "/tmp/$name.index" "$@"
+        if [ "$mode" = upper-ro ]; then set -- --read-only "$@"; else wantro=0; fi
     fi
     dev=$(obd attach "$@" 2>"/tmp/$name.err") || { fail "stack:$name" "attach: $(cat /tmp/$name.err)"; return; }
     size=$(blockdev --getsize64 "$dev")
@@ -66,8 +69,8 @@ check_stack() {
     obd detach -q "$dev" 2>"/tmp/$name.err" || { fail "stack:$name" "detach: $(cat /tmp/$name.err)"; return; }
     if [ "$got" != "$want" ]; then
         fail "stack:$name" "sha256 of $dev is $got, the manifest says $want"
-    elif [ "$size" != 1073741824 ] || [ "$ro" != 1 ]; then
-        fail "stack:$name" "size $size read-only $ro"
+    elif [ "$size" != 1073741824 ] || [ "$ro" != "$wantro" ]; then
+        fail "stack:$name" "size $size read-only $ro ($mode)"
     elif ! wait_for 5 gone "$dev"; then
         fail "stack:$name" "$dev still there after detach"
     else
@@ -110,6 +113,54 @@ check_ext4() {
         fail ext4-ro "detaching the mounted device: exit $drc: $out"
     else
         pass ext4-ro
+    fi
+}
+
+# A writable upper layer over the ext4 stack: mount read-write, change
+# files, commit the layer, and find the changes in the new read-only stack.
+check_rw() {
+    obd create -q -f --size 0 /tmp/up.data /tmp/up.index || { fail rw "obd create"; return; }
+    rm -f /tmp/L2.commit
+    dev=$(obd attach --upper /tmp/up.data /tmp/up.index "$FX/ext4.L0.zfile" "$FX/ext4.L1.zfile" 2>/tmp/rw.err) \
+        || { fail rw "attach: $(cat /tmp/rw.err)"; return; }
+    ro=$(blockdev --getro "$dev")
+    if ! mount -t ext4 "$dev" /mnt 2>/tmp/rw.err; then
+        fail rw "mount read-write: $(cat /tmp/rw.err); server log: $(tail -n 3 /run/obd/${dev#/dev/ublkb}.log | tr '\n' ' ')"
+        obd detach -q "$dev"; return
+    fi
+    mkdir -p /mnt/new/dir
+    dd if=/dev/urandom of=/mnt/new/dir/random.bin bs=64k count=24 2>/dev/null
+    cp /mnt/docs/a.txt /mnt/new/a-copy.txt
+    echo "written through ublk" > /mnt/hello.txt
+    rm /mnt/keep/big.bin /mnt/docs/b.txt
+    # Discards of the freed blocks reach the upper layer as zeroed extents.
+    fstrim /mnt 2>/tmp/rw.trim; trim=$?
+    (cd /mnt && find . -type f ! -path './lost+found/*' | sort | xargs $SHA256SUM) > /tmp/rw.sums
+    sync
+    umount /mnt
+    obd detach -q "$dev" || { fail rw "detach"; return; }
+    records=$(( ($(wc -c < /tmp/up.index) - 4096) / 16 ))
+    obd commit -q /tmp/up.data /tmp/up.index /tmp/L2.commit 2>/tmp/rw.err || { fail rw "commit: $(cat /tmp/rw.err)"; return; }
+    dev=$(obd attach "$FX/ext4.L0.zfile" "$FX/ext4.L1.zfile" /tmp/L2.commit 2>/tmp/rw.err) \
+        || { fail rw "attach with the new layer: $(cat /tmp/rw.err)"; return; }
+    mount -t ext4 -o ro,noload "$dev" /mnt 2>/tmp/rw.err || { fail rw "mount: $(cat /tmp/rw.err)"; obd detach -q "$dev"; return; }
+    (cd /mnt && $SHA256SUM -c /tmp/rw.sums) >/tmp/rw.check 2>&1; sums=$?
+    nfiles=$(find /mnt -type f ! -path '/mnt/lost+found/*' | wc -l)
+    big=$([ -e /mnt/keep/big.bin ] && echo present)
+    umount /mnt
+    obd detach -q "$dev"
+    if [ "$ro" != 0 ]; then
+        fail rw "the device is read-only"
+    elif [ "$records" -lt 1 ]; then
+        fail rw "nothing reached the upper layer's index"
+    elif [ "$sums" != 0 ]; then
+        fail rw "after commit: $(grep -v ': OK' /tmp/rw.check | head -n 5 | tr '\n' ' ')"
+    elif [ "$nfiles" != "$(wc -l < /tmp/rw.sums)" ] || [ -n "$big" ]; then
+        fail rw "$nfiles files after commit, $(wc -l < /tmp/rw.sums) written (big.bin: ${big:-gone})"
+    elif [ "$trim" != 0 ]; then
+        fail rw "fstrim: $(cat /tmp/rw.trim)"
+    else
+        pass rw
     fi
 }
 
@@ -251,6 +302,7 @@ for c in $(cat /vm/checks); do
     case $c in
         stacks) check_stacks ;;
         ext4) check_ext4 ;;
+        rw) check_rw ;;
         corrupt) check_corrupt ;;
         sigterm) check_sigterm ;;
         kill9) check_kill9 ;;
