@@ -22,6 +22,7 @@ pub mod io;
 pub mod sample;
 pub mod stack;
 pub mod uuid;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use io::ReadAt;
