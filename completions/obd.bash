@@ -31,6 +31,9 @@ _obd() {
             obd,map)
                 cmd="obd__subcmd__map"
                 ;;
+            obd,verify)
+                cmd="obd__subcmd__verify"
+                ;;
             obd__subcmd__help,demo)
                 cmd="obd__subcmd__help__subcmd__demo"
                 ;;
@@ -46,6 +49,9 @@ _obd() {
             obd__subcmd__help,map)
                 cmd="obd__subcmd__help__subcmd__map"
                 ;;
+            obd__subcmd__help,verify)
+                cmd="obd__subcmd__help__subcmd__verify"
+                ;;
             *)
                 ;;
         esac
@@ -53,7 +59,7 @@ _obd() {
 
     case "${cmd}" in
         obd)
-            opts="-q -h -V --json --quiet --help --version inspect map flatten demo help"
+            opts="-q -h -V --json --quiet --help --version inspect map flatten demo verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -111,7 +117,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help)
-            opts="inspect map flatten demo help"
+            opts="inspect map flatten demo verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -194,6 +200,20 @@ _obd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        obd__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         obd__subcmd__inspect)
             opts="-q -h -V --index --stack --upper --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -224,6 +244,32 @@ _obd() {
                     return 0
                     ;;
                 --upper)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__verify)
+            opts="-q -h -V --digest --stack --upper --threads --json --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --digest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upper)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -32,6 +32,7 @@ complete -c obd -n "__fish_obd_needs_command" -f -a "inspect" -d 'Show headers, 
 complete -c obd -n "__fish_obd_needs_command" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
 complete -c obd -n "__fish_obd_needs_command" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
 complete -c obd -n "__fish_obd_needs_command" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
+complete -c obd -n "__fish_obd_needs_command" -f -a "verify" -d 'Check layer blobs (files or directories) for every corruption the formats can reveal'
 complete -c obd -n "__fish_obd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l index -d 'List every index segment (sectors: offset, length, moffset)'
@@ -58,8 +59,17 @@ complete -c obd -n "__fish_obd_using_subcommand demo" -l json -d 'Print one JSON
 complete -c obd -n "__fish_obd_using_subcommand demo" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand demo" -s h -l help -d 'Print help'
 complete -c obd -n "__fish_obd_using_subcommand demo" -s V -l version -d 'Print version'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "inspect" -d 'Show headers, trailers, indexes and containers of layer blobs, or a stack\'s merged view'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c obd -n "__fish_obd_using_subcommand verify" -l digest -d 'The SHA-256 the blob must have, as a registry digest (the whole file as stored); checked in the same pass as everything else. One file only' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand verify" -l threads -d 'Worker threads (default: one per CPU)' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l stack -d 'Also check the files as one stack (bottom first): parent-uuid chain, virtual sizes, each layer valid'
+complete -c obd -n "__fish_obd_using_subcommand verify" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand verify" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo verify help" -f -a "inspect" -d 'Show headers, trailers, indexes and containers of layer blobs, or a stack\'s merged view'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo verify help" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo verify help" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo verify help" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo verify help" -f -a "verify" -d 'Check layer blobs (files or directories) for every corruption the formats can reveal'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -14,6 +14,7 @@ pub mod flatten;
 pub mod inspect;
 pub mod map;
 mod progress;
+pub mod verify;
 
 pub use progress::Progress;
 
@@ -51,6 +52,8 @@ pub enum Command {
     Flatten(flatten::Args),
     /// Build a small sample stack in a temporary directory, then inspect, map and flatten it.
     Demo(demo::Args),
+    /// Check layer blobs (files or directories) for every corruption the formats can reveal.
+    Verify(verify::Args),
 }
 
 /// A writable top layer: `--upper DATA INDEX`.
@@ -131,6 +134,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Map(a) => map::run(g, a, out),
         Command::Flatten(a) => flatten::run(g, a, out),
         Command::Demo(a) => demo::run(g, a, out),
+        Command::Verify(a) => verify::run(g, a, out),
     }
 }
 
