@@ -24,14 +24,14 @@
 //!   order; sealed-in-place and writable layers never share data sectors
 //!   between entries; a writable layer's index records cover its data file.
 //!
-//! Checksums locate single flipped bits ([`crc`]): a damaged digest,
+//! Checksums locate single flipped bits ([`locate_bit_flip`]): a damaged digest,
 //! `index_crc` or block CRC names the byte (and so the field, jump-table
 //! entry or block) that changed, and a record or jump table damaged in one
 //! bit is repaired in memory so that the checks behind it still run.
 //!
 //! The data is read **once**, in large sequential chunks: the same buffers
 //! feed the optional SHA-256 (a thread of its own) and the per-block checks
-//! (rayon jobs), see [`stream`]. Metadata (headers, trailers, jump table,
+//! (rayon jobs), each worker reading the piece it checks. Metadata (headers, trailers, jump table,
 //! LSMT index) is read up front with small reads.
 //!
 //! Finally obd's own readers open the blob too: a blob they reject is never
@@ -55,7 +55,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::io::{FileAt, ReadAt};
 
-pub use crc::{locate as locate_bit_flip, Flip};
+pub use crc::{locate as locate_bit_flip, Flip, MAX_SEARCH};
 pub use stack::{verify_stack, StackLayerInfo, StackReport};
 pub use walk::{plan, probe, Job, Probe};
 

@@ -816,7 +816,8 @@ fn check_entry(
             );
         }
     }
-    if s.end().saturating_mul(SECTOR_SIZE) > vsize {
+    // A zero virtual size is reported on its own and bounds nothing.
+    if vsize > 0 && s.end().saturating_mul(SECTOR_SIZE) > vsize {
         sink.push(
             ctx.at(
                 problem(
@@ -1229,4 +1230,153 @@ pub(crate) fn check_pair(
 
 fn sink_file(sink: &Sink) -> String {
     sink.file().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::lsmt::writer::{LayerMeta, Writer};
+    use crate::uuid::Uuid;
+
+    /// A committed layer: 8 sectors at LBA 0, zeroed 100..120, 16 sectors at
+    /// LBA 200. Returns the bytes and the index offset.
+    fn layer() -> (Vec<u8>, u64) {
+        let meta = LayerMeta {
+            virtual_size: 1 << 20,
+            uuid: Uuid::parse("12345678-1234-1234-1234-123456789ABC").unwrap(),
+            parent_uuid: Uuid::null(),
+            user_tag: b"unit".to_vec(),
+        };
+        let mut w = Writer::new(Vec::new(), meta).unwrap();
+        w.push_data(0, &[1u8; 4096], 0).unwrap();
+        w.push_zeroed(100, 20, 0).unwrap();
+        w.push_data(200, &[2u8; 8192], 0).unwrap();
+        let (b, _) = w.finish().unwrap();
+        let io = u64::from_le_bytes(b[b.len() - 4096 + 32..][..8].try_into().unwrap());
+        (b, io)
+    }
+
+    fn check(b: &[u8]) -> (&'static str, Vec<Problem>) {
+        let mut sink = Sink::new("t");
+        let (kind, _) = check_file(&b.to_vec(), None, &mut sink).unwrap();
+        (kind, sink.problems)
+    }
+
+    fn set_entry(b: &mut [u8], io: u64, k: usize, s: Segment) {
+        let raw = s.encode().unwrap();
+        b[(io as usize + 16 * k)..][..16].copy_from_slice(raw.as_bytes());
+    }
+
+    #[test]
+    fn clean_committed_layer() {
+        let (b, _) = layer();
+        let (kind, p) = check(&b);
+        assert_eq!(kind, "lsmt_ro");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(field_at(56), "uuid");
+        assert_eq!(field_at(4000), "unused");
+    }
+
+    #[test]
+    fn index_invariants() {
+        let (b0, io) = layer();
+        let seg = |offset, length, moffset, zeroed| Segment {
+            offset,
+            length,
+            moffset,
+            zeroed,
+            tag: 0,
+        };
+        // Zero-length entry (and the contiguity it breaks).
+        let mut b = b0.clone();
+        set_entry(&mut b, io, 0, seg(0, 0, 8, false));
+        let (_, p) = check(&b);
+        assert!(
+            p.iter()
+                .any(|q| q.check == "lsmt.index.empty" && q.entry == Some(0)),
+            "{p:?}"
+        );
+        // Out of order: entry 2 moves below entry 1.
+        let mut b = b0.clone();
+        set_entry(&mut b, io, 2, seg(110, 16, 16, false));
+        let (_, p) = check(&b);
+        let q = p.iter().find(|q| q.check == "lsmt.index.order").unwrap();
+        assert_eq!((q.entry, q.other_entry), (Some(2), Some(1)));
+        // Past the virtual disk (2048 sectors).
+        let mut b = b0.clone();
+        set_entry(&mut b, io, 2, seg(2040, 16, 16, false));
+        let (_, p) = check(&b);
+        assert!(
+            p.iter()
+                .any(|q| q.check == "lsmt.index.beyond_virtual_size"),
+            "{p:?}"
+        );
+        // Data outside the data section.
+        let mut b = b0.clone();
+        set_entry(&mut b, io, 2, seg(200, 16, 60, false));
+        let (_, p) = check(&b);
+        assert!(
+            p.iter()
+                .any(|q| q.check == "lsmt.index.range" && q.entry == Some(2)),
+            "{p:?}"
+        );
+        // A malformed padding entry.
+        let mut b = b0.clone();
+        b[io as usize + 16 * 5 + 9] = 1;
+        let (_, p) = check(&b);
+        assert!(
+            p.iter()
+                .any(|q| q.check == "lsmt.index.padding" && q.entry == Some(5)),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn records_and_placement() {
+        let (b0, io) = layer();
+        let t = b0.len() - 4096;
+        // Virtual size 0 in both records.
+        let mut b = b0.clone();
+        b[48..56].fill(0);
+        b[t + 48..t + 56].fill(0);
+        let (_, p) = check(&b);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].check, "lsmt.virtual_size");
+        assert_eq!(p[0].field.as_deref(), Some("trailer.virtual_size"));
+        // A lowercase UUID in the header: the agreement and the format.
+        let mut b = b0.clone();
+        b[56 + 35] = b'c';
+        let (_, p) = check(&b);
+        assert!(
+            p.iter()
+                .any(|q| q.check == "lsmt.uuid" && q.offset == Some(56 + 35)),
+            "{p:?}"
+        );
+        assert!(p
+            .iter()
+            .any(|q| q.check == "lsmt.agreement" && q.field.as_deref() == Some("uuid")));
+        // The index moved: the trailer no longer follows it.
+        let mut b = b0.clone();
+        b[t + 32..t + 40].copy_from_slice(&(io - 512).to_le_bytes());
+        let (_, p) = check(&b);
+        assert!(
+            p.iter().any(|q| q.check == "lsmt.trailer_position"),
+            "{p:?}"
+        );
+        // Bytes appended: the trailer is found earlier and the extra named.
+        let mut b = b0.clone();
+        b.extend_from_slice(&[0u8; 512]);
+        let (_, p) = check(&b);
+        assert!(
+            p.iter().any(|q| q.check == "lsmt.trailer_position"),
+            "{p:?}"
+        );
+        // A writable data file alone is not a usable layer.
+        let mut b = b0[..4096].to_vec();
+        b[28] = 0x03;
+        b.extend_from_slice(&[7u8; 4096]);
+        let (kind, p) = check(&b);
+        assert_eq!(kind, "lsmt_rw_data");
+        assert!(p.iter().any(|q| q.check == "lsmt.rw.unpaired"), "{p:?}");
+    }
 }

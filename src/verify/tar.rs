@@ -376,3 +376,95 @@ pub(crate) fn check(file: &dyn ReadAt, sink: &mut Sink) -> Result<Option<Payload
     }
     Ok(Some(p))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(h: tar::Header, payload: &[u8], tail: usize) -> Vec<u8> {
+        let mut v = h.as_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v.resize(v.len().div_ceil(512) * 512 + tail, 0);
+        v
+    }
+
+    fn header(gnu: bool) -> tar::Header {
+        let mut h = if gnu {
+            tar::Header::new_gnu()
+        } else {
+            tar::Header::new_ustar()
+        };
+        h.set_path("overlaybd.commit").unwrap();
+        h.set_size(600);
+        h.set_mode(0o444);
+        h.set_cksum();
+        h
+    }
+
+    fn run(v: &[u8]) -> (Option<Payload>, Vec<Problem>) {
+        let mut sink = Sink::new("t");
+        let p = check(&v.to_vec(), &mut sink).unwrap();
+        (p, sink.problems)
+    }
+
+    #[test]
+    fn clean_ustar() {
+        let v = archive(header(false), &[9u8; 600], 1024);
+        assert!(is_tarish(&v).unwrap());
+        let (p, probs) = run(&v);
+        assert_eq!(p.unwrap().offset, 512);
+        assert!(probs.is_empty(), "{probs:?}");
+    }
+
+    #[test]
+    fn damaged_header_is_repaired_and_reported() {
+        let mut v = archive(header(false), &[9u8; 600], 1024);
+        v[3] ^= 0x20; // inside the name
+        let (p, probs) = run(&v);
+        assert_eq!(p.unwrap().size, 600, "the member is still found");
+        assert_eq!(probs.len(), 1, "{probs:?}");
+        assert_eq!((probs[0].check, probs[0].offset), ("tar.checksum", Some(0)));
+        let mut v = archive(header(false), &[9u8; 600], 1024);
+        v[258] ^= 0x01; // the magic
+        assert!(is_tarish(&v).unwrap());
+        let (_, probs) = run(&v);
+        assert!(
+            probs
+                .iter()
+                .any(|q| q.check == "tar.magic" && q.offset == Some(258)),
+            "{probs:?}"
+        );
+    }
+
+    #[test]
+    fn gnu_headers_are_not_for_the_reference() {
+        let v = archive(header(true), &[9u8; 600], 1024);
+        assert!(is_tarish(&v).unwrap());
+        let (p, probs) = run(&v);
+        assert!(p.is_some());
+        assert_eq!(probs.len(), 1, "{probs:?}");
+        assert_eq!(probs[0].check, "tar.gnu");
+    }
+
+    #[test]
+    fn tail_must_be_two_zero_blocks_and_nothing_else() {
+        let (_, probs) = run(&archive(header(false), &[9u8; 600], 512));
+        assert_eq!(probs[0].check, "tar.truncated", "{probs:?}");
+        let mut v = archive(header(false), &[9u8; 600], 2048);
+        v[512 + 600 + 5] = 1; // padding after the member
+        let last = v.len() - 1;
+        v[last] = 1; // garbage at the end
+        let (_, probs) = run(&v);
+        let at: Vec<_> = probs.iter().map(|q| (q.check, q.offset)).collect();
+        assert_eq!(
+            at,
+            [
+                ("tar.padding", Some(512 + 605)),
+                ("tar.trailer", Some(last as u64))
+            ]
+        );
+        let (p, probs) = run(&archive(header(false), &[9u8; 100], 0)[..700]);
+        assert!(p.is_none());
+        assert_eq!(probs[0].check, "tar.truncated", "{probs:?}");
+    }
+}

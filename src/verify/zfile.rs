@@ -933,3 +933,115 @@ impl UnitCheck for BlockChecker<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::zfile::{Writer, WriterOptions};
+
+    /// A plain-header ZFile (LZ4, 4 KiB blocks, CRCs) of 10 blocks.
+    fn zfile(crc: bool) -> Vec<u8> {
+        let mut data = vec![0u8; 40_000];
+        crate::sample::fill(5, 0, &mut data);
+        let opts = WriterOptions {
+            crc,
+            ..WriterOptions::default()
+        };
+        let mut w = Writer::new(Vec::new(), opts).unwrap();
+        w.push(&data).unwrap();
+        w.finish().unwrap().inner
+    }
+
+    fn check(b: &[u8]) -> (Option<Plan>, Vec<Problem>) {
+        let mut sink = Sink::new("t");
+        let plan = check_meta(&b.to_vec(), 0, &mut sink).unwrap();
+        if let Some(p) = &plan {
+            let found = Mutex::new((Vec::new(), 0));
+            let c = BlockChecker::new(p, &found);
+            for i in 0..p.blocks() {
+                let r = p.bounds[i as usize] as usize..p.bounds[i as usize + 1] as usize;
+                c.check(i, &b[r]);
+            }
+            for q in found.into_inner().unwrap().0 {
+                sink.push(q);
+            }
+        }
+        (plan, sink.problems)
+    }
+
+    #[test]
+    fn clean_and_field_names() {
+        let b = zfile(true);
+        let (plan, p) = check(&b);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(plan.unwrap().blocks(), 10);
+        assert_eq!(field_at(30).0, "digest");
+        assert_eq!(field_at(88).0, "verify");
+        assert_eq!(field_at(300).0, "unused");
+    }
+
+    #[test]
+    fn a_jump_table_entry_damaged_in_two_bits_is_found_from_the_blocks() {
+        let b0 = zfile(true);
+        let t = b0.len() - 512;
+        let io = u64::from_le_bytes(b0[t + 40..t + 48].try_into().unwrap()) as usize;
+        let mut b = b0.clone();
+        b[io + 4 * 3] ^= 0x06; // entry 3: two bits, beyond index_crc's reach
+        let (plan, p) = check(&b);
+        let checks: Vec<_> = p.iter().map(|q| (q.check, q.entry)).collect();
+        assert_eq!(
+            checks,
+            [
+                ("zfile.jump_table.crc", None),
+                ("zfile.jump_table.sum", None),
+                ("zfile.jump_table.entry", Some(3))
+            ],
+            "{p:?}"
+        );
+        // The blocks are then checked where they really are: all good.
+        assert_eq!(plan.unwrap().blocks(), 10);
+    }
+
+    #[test]
+    fn without_crcs_decompression_is_the_check() {
+        let b0 = zfile(false);
+        let (plan, p) = check(&b0);
+        assert!(p.is_empty(), "{p:?}");
+        let plan = plan.unwrap();
+        // Cut block 4's stream short by making its last byte a huge literal run.
+        let mut b = b0.clone();
+        let end = plan.bounds[5] as usize;
+        b[end - 1] ^= 0xF0;
+        b[plan.bounds[4] as usize] = 0xFF;
+        let (_, p) = check(&b);
+        assert!(
+            p.iter()
+                .any(|q| q.check == "zfile.block.decompress" && q.block == Some(4)),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn record_fields_are_checked() {
+        let b0 = zfile(true);
+        let t = b0.len() - 512;
+        // block_size of the trailer changed and its digest recomputed.
+        let mut b = b0.clone();
+        let mut rec = Record::parse(&b[t..], "t", 0).unwrap();
+        rec.block_size = 8192;
+        b[t..].copy_from_slice(&rec.to_bytes());
+        let (_, p) = check(&b);
+        assert!(
+            p.iter()
+                .any(|q| q.check == "zfile.agreement" && q.field.as_deref() == Some("block_size")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|q| q.check == "zfile.block_count"), "{p:?}");
+        // The digest flag cleared in the header (a valid digest remains).
+        let mut b = b0.clone();
+        b[32] &= !(FLAG_DIGEST as u8);
+        let (_, p) = check(&b);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].check, p[0].offset), ("zfile.flags", Some(32)));
+    }
+}
