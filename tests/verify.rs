@@ -624,9 +624,19 @@ fn plain_lsmt_header_trailer_and_index_corruption_is_found() {
                 dump(&r)
             );
         }
-        // Index entries: found at the entry, unless the flip leaves an index
-        // that the spec cannot fault (a tag byte, which readers ignore; an
-        // LBA that stays in order); --digest finds those.
+        // Index entries: found at the entry (or the pair of entries that
+        // conflict), unless the flip leaves an index that nothing can fault:
+        // - byte 15 of a real entry, the tag: readers zero it, and merge
+        //   output stores source-layer numbers there, so any value is valid;
+        // - an LBA (bytes 0..7) that stays sorted, non-overlapping and inside
+        //   the virtual disk;
+        // - sealed in place only: a moffset, length or zeroed flag that still
+        //   passes §3.4 and shares no data sectors. Such a layer keeps the
+        //   writable data file as is, overwritten garbage included, so its
+        //   data is not contiguous and a moved moffset looks like a real one
+        //   (committed layers are compacted: there every such flip breaks
+        //   the contiguity of the data and is found).
+        // --digest finds all of them.
         let filler = (io + 16 * n)..(len - 4096);
         for _ in 0..400 {
             let p = io + rng.below(16 * n);
