@@ -720,6 +720,28 @@ fn writable_pairs_find_lost_and_damaged_records() {
         "{}",
         dump(&r)
     );
+    // Data past the last record: one interrupted write (at most 4 MiB) is a
+    // note; more means lost records.
+    let r = pair(d.clone(), i[..4096 + 16 * 2].to_vec());
+    assert_eq!(r.status, Status::Ok, "{}", dump(&r));
+    assert!(
+        r.notes.iter().any(|n| n.contains("interrupted")),
+        "{:?}",
+        r.notes
+    );
+    let mut more = d.clone();
+    more.resize(d.len() + (5 << 20), 0);
+    let r = pair(more, i.clone());
+    let q = r
+        .problems
+        .iter()
+        .find(|q| q.check == "lsmt.rw.unreferenced");
+    assert_eq!(
+        q.and_then(|q| q.offset),
+        Some(d.len() as u64),
+        "{}",
+        dump(&r)
+    );
     // A torn last record.
     let r = pair(d.clone(), i[..i.len() - 5].to_vec());
     assert!(

@@ -1219,7 +1219,23 @@ pub(crate) fn check_pair(
             .expect(format!("a record for sector {a}"), "none"),
         );
     }
-    if cov.tail > 0 {
+    // A write is appended in pieces of at most 4 MiB, each data then record
+    // (§3.7): a crash leaves at most one piece without its record.
+    const MAX_PIECE_SECTORS: u64 = 8192;
+    if cov.tail > MAX_PIECE_SECTORS {
+        let from = dlen / SECTOR_SIZE - cov.tail;
+        sink.push(
+            problem(
+                "lsmt.rw.unreferenced",
+                format!(
+                    "the last {} sectors of the data file are not referenced by any index record: more than one interrupted 4 MiB write leaves (lost records?)",
+                    cov.tail
+                ),
+            )
+            .at(from * SECTOR_SIZE)
+            .expect(format!("at most {MAX_PIECE_SECTORS} sectors"), cov.tail),
+        );
+    } else if cov.tail > 0 {
         sink.note(format!(
             "the last {} sectors of the data file are not referenced by any record (a write interrupted before its record was appended?)",
             cov.tail
