@@ -502,7 +502,32 @@ pub fn verify_pair(data: &Path, index: &Path, progress: ProgressFn<'_>) -> FileR
         (Err(e), _) => return FileReport::error(&dname, 0, e.to_string()),
         (_, Err(e)) => return FileReport::error(&iname, 0, format!("{iname}: {e}")),
     };
-    verify_pair_readers(&dname, d, &iname, i, progress)
+    let mut r = verify_pair_readers(&dname, d, &iname, i, progress);
+    // obd's reader must agree (sparse layers are opened from the data file).
+    if r.status == Status::Ok {
+        let files = std::fs::File::open(data).and_then(|d| Ok((d, std::fs::File::open(index)?)));
+        let res = files
+            .map_err(|e| crate::error::Error::io("file", 0, e))
+            .and_then(|(d, i)| crate::format::lsmt::Layer::open_rw(d, i));
+        match res {
+            Err(e) if e.is_corruption() => {
+                let mut p = Problem::new(
+                    Container::File,
+                    "reader",
+                    format!("obd's reader rejects the layer: {e}"),
+                );
+                p.file = dname;
+                r.problems.push(p);
+                r.status = Status::Problems;
+            }
+            Err(e) => {
+                r.status = Status::Error;
+                r.reason = Some(e.to_string());
+            }
+            Ok(_) => {}
+        }
+    }
+    r
 }
 
 /// [`verify_pair`] over already open views.

@@ -928,7 +928,12 @@ fn cli_exit_codes_and_json() {
     obd(["verify", "--digest", "sha1:00", "L0.commit"]).code_is(2);
 
     // Unreadable paths and usage errors: 2.
-    obd(["verify", "no-such-file"]).clean_error();
+    let r = obd(["verify", "no-such-file"]).clean_error();
+    assert!(
+        r.stderr().starts_with("obd: no-such-file: "),
+        "{}",
+        r.stderr()
+    );
     obd(["verify"]).code_is(2);
     obd(["verify", "--threads", "0", "L0.commit"]).code_is(2);
 

@@ -47,6 +47,17 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     if a.digest.is_some() && (a.paths.len() != 1 || a.upper.upper.is_some() || a.stack) {
         bail!("--digest checks one blob: give exactly one file");
     }
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = a.threads {
+        pool = pool.num_threads(n as usize);
+    }
+    let pool = pool.build().context("starting worker threads")?;
+    for p in &a.paths {
+        let m = std::fs::metadata(p).with_context(|| p.display().to_string())?;
+        if !m.is_dir() {
+            std::fs::File::open(p).with_context(|| p.display().to_string())?;
+        }
+    }
     let mut jobs = if a.stack {
         for p in &a.paths {
             if p.is_dir() {
@@ -55,11 +66,10 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
                     p.display()
                 );
             }
-            std::fs::File::open(p).with_context(|| p.display().to_string())?;
         }
         a.paths.iter().cloned().map(Job::Blob).collect()
     } else {
-        verify::plan(&a.paths)?
+        pool.install(|| verify::plan(&a.paths))?
     };
     if a.digest.is_some() && !matches!(jobs.as_slice(), [Job::Blob(_)]) {
         bail!(
@@ -92,11 +102,6 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         compute_sha256: a.digest.is_some(),
         ..Options::default()
     };
-    let mut pool = rayon::ThreadPoolBuilder::new();
-    if let Some(n) = a.threads {
-        pool = pool.num_threads(n as usize);
-    }
-    let pool = pool.build().context("starting worker threads")?;
     let progress = Progress::bytes(g, total, "verify");
     let files = pool.install(|| verify::run_jobs(&jobs, &opts, &progress.callback()));
     progress.finish();
