@@ -149,16 +149,6 @@ fn components(path: &Path, size: u64) {
         t.elapsed()
     });
     per("lz4 decompression (lz4_flex)", dec);
-    let c = best(|| {
-        let t = Instant::now();
-        for &(a, b, l) in &ranges {
-            let n = lz4::block::decompress_to_buffer(&bytes[a..b], Some(l as i32), &mut out[..l])
-                .unwrap();
-            assert_eq!(n, l);
-        }
-        t.elapsed()
-    });
-    per("lz4 decompression (liblz4)", c);
     let mut buf = vec![0u8; 4 << 20];
     let file = FileAt::open(path).unwrap();
     let read = best(|| {
