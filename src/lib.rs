@@ -13,12 +13,15 @@
 pub mod blob;
 pub mod checksum;
 pub mod cmd;
+pub mod commit;
 pub mod error;
 pub mod flatten;
 pub mod format;
 pub mod fsutil;
 pub mod inspect;
 pub mod io;
+pub mod output;
+pub mod pipeline;
 pub mod sample;
 pub mod stack;
 pub mod uuid;

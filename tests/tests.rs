@@ -6,4 +6,4 @@ mod cli;
 mod corruption;
 mod fixtures;
 mod verify;
-mod writers_smoke;
+mod writers;

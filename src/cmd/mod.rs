@@ -9,12 +9,16 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod commit;
+pub mod create;
 pub mod demo;
 pub mod flatten;
 pub mod inspect;
 pub mod map;
+pub mod merge;
 mod progress;
 pub mod verify;
+pub mod zfile;
 
 pub use progress::Progress;
 
@@ -52,6 +56,15 @@ pub enum Command {
     Flatten(flatten::Args),
     /// Build a small sample stack in a temporary directory, then inspect, map and flatten it.
     Demo(demo::Args),
+    /// Create an empty writable layer (data file + index file).
+    Create(create::Args),
+    /// Seal a writable layer into a read-only layer, seal in place, or commit a raw image's difference.
+    Commit(commit::Args),
+    /// Flatten a stack of read-only layers into one read-only layer.
+    Merge(merge::Args),
+    /// Compress or decompress ZFile containers.
+    #[command(subcommand)]
+    Zfile(zfile::Command),
     /// Check layer blobs (files or directories) for every corruption the formats can reveal.
     Verify(verify::Args),
 }
@@ -134,6 +147,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Map(a) => map::run(g, a, out),
         Command::Flatten(a) => flatten::run(g, a, out),
         Command::Demo(a) => demo::run(g, a, out),
+        Command::Zfile(c) => zfile::run(g, c, out),
+        Command::Create(a) => create::run(g, a, out),
+        Command::Commit(a) => commit::run(g, a, out),
+        Command::Merge(a) => merge::run(g, a, out),
         Command::Verify(a) => verify::run(g, a, out),
     }
 }

@@ -362,6 +362,45 @@ impl<R: ReadAt> ZFile<R> {
         decompress_block(self.algo, data, dst, i, at)
     }
 
+    /// Decompresses blocks `first..last` into `dst` (resized to their
+    /// uncompressed length), reading their records with one read into
+    /// `scratch`.
+    ///
+    /// # Errors
+    /// As [`ZFile::decode_block`]; [`Error::OutOfRange`] for blocks past the end.
+    pub fn read_blocks(
+        &self,
+        first: u64,
+        last: u64,
+        dst: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<()> {
+        if first > last || last > self.blocks() {
+            return Err(Error::OutOfRange {
+                what: "zfile blocks",
+                offset: first,
+                len: last.saturating_sub(first),
+                size: self.blocks(),
+            });
+        }
+        let start = self.offsets[first as usize];
+        let end = self.offsets[last as usize];
+        scratch.resize((end - start) as usize, 0);
+        self.inner.read_exact_at(scratch, start)?;
+        let out_start = first * self.block_size;
+        let out_end = (last * self.block_size).min(self.size);
+        dst.resize((out_end - out_start) as usize, 0);
+        let mut at = 0usize;
+        for i in first..last {
+            let r = self.block_range(i);
+            let rec = &scratch[(r.start - start) as usize..(r.end - start) as usize];
+            let n = self.block_len(i);
+            self.decode_block(i, rec, &mut dst[at..at + n], self.check_crc)?;
+            at += n;
+        }
+        Ok(())
+    }
+
     /// Reads block `i`'s record and decompresses it into `dst`.
     fn read_block(&self, i: u64, dst: &mut [u8], scratch: &mut Vec<u8>) -> Result<()> {
         let r = self.block_range(i);
