@@ -278,12 +278,13 @@ pub(crate) fn check(file: &dyn ReadAt, sink: &mut Sink) -> Result<Option<Payload
             }
         }
     }
-    // Parse with the reader's code, over the repaired header blocks.
+    // Parse with the reader's code, over the repaired header blocks (the
+    // end-of-archive blocks are checked below, problem by problem).
     let over = Patched {
         inner: file,
         blocks: patched,
     };
-    let p = match ftar::detect(&over) {
+    let p = match ftar::locate(&over) {
         Ok(Some(p)) => p,
         Ok(None) => {
             sink.push(problem("tar.header", "the archive is not recognised as tar").at(0));

@@ -168,7 +168,7 @@ pub fn probe(r: &dyn ReadAt) -> Result<Probe> {
     if super::tar::is_tarish(r)? {
         // A tar wrapper: a layer if its member is one (or if the wrapper is
         // too damaged to tell, so that the damage gets reported).
-        return Ok(match crate::format::tar::detect(r) {
+        return Ok(match crate::format::tar::locate(r) {
             Ok(Some(p)) => {
                 let member = crate::io::Slice::new(r, p.offset, p.size)?;
                 if magic_of(&member)? == Magic::None {
