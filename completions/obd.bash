@@ -40,6 +40,9 @@ _obd() {
             obd,merge)
                 cmd="obd__subcmd__merge"
                 ;;
+            obd,verify)
+                cmd="obd__subcmd__verify"
+                ;;
             obd,zfile)
                 cmd="obd__subcmd__zfile"
                 ;;
@@ -66,6 +69,9 @@ _obd() {
                 ;;
             obd__subcmd__help,merge)
                 cmd="obd__subcmd__help__subcmd__merge"
+                ;;
+            obd__subcmd__help,verify)
+                cmd="obd__subcmd__help__subcmd__verify"
                 ;;
             obd__subcmd__help,zfile)
                 cmd="obd__subcmd__help__subcmd__zfile"
@@ -101,7 +107,7 @@ _obd() {
 
     case "${cmd}" in
         obd)
-            opts="-q -h -V --json --quiet --help --version inspect map flatten demo create commit merge zfile help"
+            opts="-q -h -V --json --quiet --help --version inspect map flatten demo create commit merge zfile verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -247,7 +253,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help)
-            opts="inspect map flatten demo create commit merge zfile help"
+            opts="inspect map flatten demo create commit merge zfile verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -359,6 +365,20 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help__subcmd__merge)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__help__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -502,6 +522,32 @@ _obd() {
                     return 0
                     ;;
                 -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__verify)
+            opts="-q -h -V --digest --stack --upper --threads --json --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --digest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upper)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod sample;
 pub mod stack;
 pub mod uuid;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use io::ReadAt;

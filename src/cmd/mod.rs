@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod map;
 pub mod merge;
 mod progress;
+pub mod verify;
 pub mod zfile;
 
 pub use progress::Progress;
@@ -64,6 +65,8 @@ pub enum Command {
     /// Compress or decompress ZFile containers.
     #[command(subcommand)]
     Zfile(zfile::Command),
+    /// Check layer blobs (files or directories) for every corruption the formats can reveal.
+    Verify(verify::Args),
 }
 
 /// A writable top layer: `--upper DATA INDEX`.
@@ -148,6 +151,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Create(a) => create::run(g, a, out),
         Command::Commit(a) => commit::run(g, a, out),
         Command::Merge(a) => merge::run(g, a, out),
+        Command::Verify(a) => verify::run(g, a, out),
     }
 }
 
