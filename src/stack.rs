@@ -48,8 +48,8 @@ impl StackLayer {
     /// # Errors
     /// Format and I/O errors of either file.
     pub fn open_rw(data: &Path, index: &Path) -> Result<Self> {
-        let d = File::open(data).map_err(|e| Error::io("lsmt data file", 0, e))?;
-        let i = File::open(index).map_err(|e| Error::io("lsmt index file", 0, e))?;
+        let d = File::open(data).map_err(|e| at_path(data, Error::open(e)))?;
+        let i = File::open(index).map_err(|e| at_path(index, Error::open(e)))?;
         Ok(StackLayer {
             name: data.display().to_string(),
             layer: Layer::open_rw(d, i)?,
@@ -148,7 +148,10 @@ impl Stack {
             layers.push(StackLayer::open_ro(p, opts).map_err(|e| at_path(p, e))?);
         }
         if let Some((d, i)) = upper {
-            layers.push(StackLayer::open_rw(d, i).map_err(|e| at_path(d, e))?);
+            layers.push(StackLayer::open_rw(d, i).map_err(|e| match e {
+                e @ Error::InLayer { .. } => e,
+                e => at_path(d, e),
+            })?);
         }
         Self::new(layers)
     }
@@ -337,7 +340,7 @@ fn at_path(p: &Path, e: Error) -> Error {
         },
         other => Error::InLayer {
             path: p.display().to_string(),
-            source: Box::new(other),
+            inner: Box::new(other),
         },
     }
 }
@@ -367,7 +370,7 @@ impl ReadAt for Stack {
                             .read_exact_at(dst, at)
                             .map_err(|e| Error::InLayer {
                                 path: self.layers[m.layer as usize].name.clone(),
-                                source: Box::new(e),
+                                inner: Box::new(e),
                             })?;
                     }
                     pos = stop;

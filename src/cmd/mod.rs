@@ -206,7 +206,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<serde_json::Error>()
                 .is_some_and(|j| j.io_error_kind() == Some(io::ErrorKind::BrokenPipe))
             || c.downcast_ref::<crate::Error>().is_some_and(|o| {
-                matches!(o, crate::Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+                matches!(o, crate::Error::Io { cause, .. } if cause.kind() == io::ErrorKind::BrokenPipe)
             })
     })
 }

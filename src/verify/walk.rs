@@ -305,7 +305,7 @@ pub fn plan(paths: &[PathBuf]) -> Result<Vec<Job>> {
             }
         } else {
             // Fail now, before any work, when an explicit file cannot be read.
-            std::fs::File::open(p).map_err(|e| Error::io("file", 0, e))?;
+            std::fs::File::open(p).map_err(Error::open)?;
             found.push((p.clone(), true));
         }
     }

@@ -827,49 +827,6 @@ fn block_ok(
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static DECODED: RefCell<Memo> = const { RefCell::new(Memo::new()) };
-}
-
-/// Small compressed blocks this thread has seen decompress to exactly their
-/// size. Decompression is a pure function of the compressed bytes and the
-/// output size, so a byte-identical block needs no second decompression.
-/// Runs of one byte value (zeros above all: disk images are full of them)
-/// compress to ~20 identical bytes, and they are the slowest blocks to
-/// decode: lz4_flex copies offset-1 matches a byte at a time (8 µs for a
-/// zero 4 KiB block, 15× a random one).
-struct Memo {
-    entries: [(u8, u32, [u8; MEMO_BYTES]); MEMO_ENTRIES],
-    next: usize,
-}
-
-/// Longest compressed block remembered.
-const MEMO_BYTES: usize = 48;
-const MEMO_ENTRIES: usize = 4;
-
-impl Memo {
-    const fn new() -> Self {
-        Memo {
-            entries: [(0, 0, [0; MEMO_BYTES]); MEMO_ENTRIES],
-            next: 0,
-        }
-    }
-
-    fn knows(&self, src: &[u8], want: usize) -> bool {
-        src.len() <= MEMO_BYTES
-            && self.entries.iter().any(|(n, w, b)| {
-                *n as usize == src.len() && *w as usize == want && &b[..src.len()] == src
-            })
-    }
-
-    fn remember(&mut self, src: &[u8], want: usize) {
-        if src.len() <= MEMO_BYTES && !src.is_empty() {
-            let e = &mut self.entries[self.next];
-            e.0 = src.len() as u8;
-            e.1 = want as u32;
-            e.2[..src.len()].copy_from_slice(src);
-            self.next = (self.next + 1) % MEMO_ENTRIES;
-        }
-    }
 }
 
 /// Checks blocks (CRC, then exact decompression), recording problems.
@@ -922,9 +879,6 @@ impl UnitCheck for BlockChecker<'_> {
             record
         };
         let want = self.plan.expected_len(i);
-        if DECODED.with(|m| m.borrow().knows(data, want)) {
-            return;
-        }
         let res = SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() < want {
@@ -932,9 +886,6 @@ impl UnitCheck for BlockChecker<'_> {
             }
             decompress_block(self.plan.algo, data, &mut s[..want], i, at)
         });
-        if res.is_ok() {
-            DECODED.with(|m| m.borrow_mut().remember(data, want));
-        }
         if let Err(e) = res {
             let detail = match e {
                 Error::Corrupt { detail, .. } => detail,
@@ -1041,19 +992,9 @@ mod tests {
     }
 
     #[test]
-    fn memo_only_knows_identical_blocks() {
-        let mut m = Memo::new();
-        let zeros = lz4_flex::block::compress(&[0u8; 4096]);
-        assert!(zeros.len() <= MEMO_BYTES);
-        assert!(!m.knows(&zeros, 4096));
-        m.remember(&zeros, 4096);
-        assert!(m.knows(&zeros, 4096));
-        assert!(!m.knows(&zeros, 4095), "another size is another question");
-        let mut other = zeros.clone();
-        other[3] ^= 1;
-        assert!(!m.knows(&other, 4096));
-        assert!(!m.knows(&zeros[..zeros.len() - 1], 4096));
-        // A damaged zero block in a file without CRCs is still decoded.
+    fn damaged_zero_block_without_crc_is_found() {
+        // Repeated blocks are decoded every time: a damaged copy of a block
+        // seen before is still caught in a file without CRCs.
         let mut z = Writer::new(
             Vec::new(),
             WriterOptions {
