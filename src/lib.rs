@@ -19,6 +19,7 @@ pub mod format;
 pub mod fsutil;
 pub mod inspect;
 pub mod io;
+mod par;
 pub mod sample;
 pub mod stack;
 pub mod uuid;

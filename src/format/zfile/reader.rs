@@ -1,7 +1,9 @@
 //! `ZFile<R>`: the decompressed view of a ZFile container.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
+use super::cache::BlockCache;
 use super::raw::*;
 use super::record::Record;
 use super::{decompress_block, Algorithm};
@@ -36,10 +38,34 @@ pub struct ZFile<R> {
     check_crc: bool,
     /// Absolute offset of block i is `offsets[i]`; `offsets[n]` ends the data.
     offsets: Vec<u64>,
+    /// The block cache and this file's key space in it, once attached.
+    cache: OnceLock<(BlockCache, u64)>,
+}
+
+/// Most compressed bytes fetched with one read: large enough to amortize the
+/// system call, small enough to stay in the L2 cache next to its output.
+const MAX_RUN: u64 = 256 << 10;
+
+/// Per-thread buffers of the read path, reused across requests.
+#[derive(Default)]
+struct Scratch {
+    /// Compressed records of a run of blocks.
+    records: Vec<u8>,
+    /// One decompressed block, for partial reads without a cache.
+    block: Vec<u8>,
 }
 
 thread_local! {
-    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if they are in
+/// use further up the stack, e.g. a ZFile nested in a ZFile).
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::default()),
+    })
 }
 
 impl<R: ReadAt> ZFile<R> {
@@ -259,7 +285,23 @@ impl<R: ReadAt> ZFile<R> {
             header,
             trailer,
             overwrite,
+            cache: OnceLock::new(),
         })
+    }
+
+    /// Attaches a block cache (shared with other files, each in its own key
+    /// space). Returns false when a cache is already attached or `cache` has
+    /// no budget.
+    pub fn set_cache(&self, cache: &BlockCache) -> bool {
+        if cache.capacity() == 0 {
+            return false;
+        }
+        self.cache.set((cache.clone(), cache.register())).is_ok()
+    }
+
+    /// The attached block cache.
+    pub fn cache(&self) -> Option<&BlockCache> {
+        self.cache.get().map(|c| &c.0)
     }
 
     /// The header record as stored.
@@ -362,16 +404,97 @@ impl<R: ReadAt> ZFile<R> {
         decompress_block(self.algo, data, dst, i, at)
     }
 
-    /// Reads block `i`'s record and decompresses it into `dst`.
-    fn read_block(&self, i: u64, dst: &mut [u8], scratch: &mut Vec<u8>) -> Result<()> {
-        let r = self.block_range(i);
-        let n = (r.end - r.start) as usize;
-        if scratch.len() < n {
-            scratch.resize(n, 0);
+    /// The part of `buf` (which holds `[offset, offset + buf.len())`) that
+    /// block `i` covers, and where that part starts inside the block.
+    #[inline]
+    fn part<'a>(&self, buf: &'a mut [u8], offset: u64, i: u64) -> (usize, &'a mut [u8]) {
+        let bstart = i * self.block_size;
+        let bend = bstart + self.block_len(i) as u64;
+        let s = bstart.max(offset);
+        let e = bend.min(offset + buf.len() as u64);
+        (
+            (s - bstart) as usize,
+            &mut buf[(s - offset) as usize..(e - offset) as usize],
+        )
+    }
+
+    /// Reads `[offset, offset + buf.len())` (non-empty, in range) on this
+    /// thread. Cached blocks are copied; each run of uncached blocks is
+    /// fetched with one read and decompressed straight into `buf` where a
+    /// block is wanted whole, through a block buffer where only part of it is.
+    fn read_range(&self, buf: &mut [u8], offset: u64, s: &mut Scratch) -> Result<()> {
+        let end = offset + buf.len() as u64;
+        let first = offset / self.block_size;
+        let last = (end - 1) / self.block_size;
+        let cache = self.cache.get();
+        let mut b = first;
+        while b <= last {
+            if let Some((c, id)) = cache {
+                let (within, out) = self.part(buf, offset, b);
+                if c.read(*id, b, within, out) {
+                    b += 1;
+                    continue;
+                }
+            }
+            let start = self.offsets[b as usize];
+            let mut e = b;
+            while e < last
+                && self.offsets[e as usize + 2] - start <= MAX_RUN
+                && !cache.is_some_and(|(c, id)| c.contains(*id, e + 1))
+            {
+                e += 1;
+            }
+            let n = (self.offsets[e as usize + 1] - start) as usize;
+            if s.records.len() < n {
+                s.records.resize(n, 0);
+            }
+            self.inner.read_exact_at(&mut s.records[..n], start)?;
+            for i in b..=e {
+                let r = self.block_range(i);
+                let rec = &s.records[(r.start - start) as usize..(r.end - start) as usize];
+                let blen = self.block_len(i);
+                let (within, out) = self.part(buf, offset, i);
+                if out.len() == blen {
+                    self.decode_block(i, rec, out, self.check_crc)?;
+                    if let Some((c, id)) = cache {
+                        c.insert_copy(*id, i, out);
+                    }
+                } else if let Some((c, id)) = cache {
+                    let mut block = c.buffer(*id, i, blen);
+                    self.decode_block(i, rec, &mut block, self.check_crc)?;
+                    out.copy_from_slice(&block[within..within + out.len()]);
+                    c.insert(*id, i, block);
+                } else {
+                    if s.block.len() < blen {
+                        s.block.resize(blen, 0);
+                    }
+                    let block = &mut s.block[..blen];
+                    self.decode_block(i, rec, block, self.check_crc)?;
+                    out.copy_from_slice(&block[within..within + out.len()]);
+                }
+            }
+            b = e + 1;
         }
-        let rec = &mut scratch[..n];
-        self.inner.read_exact_at(rec, r.start)?;
-        self.decode_block(i, rec, dst, self.check_crc)
+        Ok(())
+    }
+
+    /// A large read cut at multiples of [`crate::par::PIECE`] (block
+    /// boundaries), the pieces decompressed on several threads.
+    fn read_split(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let piece = crate::par::PIECE;
+        let mut pieces = Vec::with_capacity(buf.len() / piece as usize + 2);
+        let mut rest = buf;
+        let mut pos = offset;
+        while !rest.is_empty() {
+            let cut = ((pos / piece + 1) * piece - pos).min(rest.len() as u64) as usize;
+            let (a, b) = std::mem::take(&mut rest).split_at_mut(cut);
+            pieces.push((a, pos));
+            pos += cut as u64;
+            rest = b;
+        }
+        crate::par::run(pieces, &|(b, at)| {
+            with_scratch(|s| self.read_range(b, at, s))
+        })
     }
 }
 
@@ -385,31 +508,9 @@ impl<R: ReadAt> ReadAt for ZFile<R> {
         if buf.is_empty() {
             return Ok(());
         }
-        SCRATCH.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let (scratch, block) = &mut *guard;
-            let bs = self.block_size;
-            let end = offset + buf.len() as u64;
-            let mut pos = offset;
-            while pos < end {
-                let i = pos / bs;
-                let bstart = i * bs;
-                let blen = self.block_len(i);
-                let within = (pos - bstart) as usize;
-                let take = ((end - pos) as usize).min(blen - within);
-                let out = &mut buf[(pos - offset) as usize..(pos - offset) as usize + take];
-                if within == 0 && take == blen {
-                    self.read_block(i, out, scratch)?;
-                } else {
-                    if block.len() < blen {
-                        block.resize(blen, 0);
-                    }
-                    self.read_block(i, &mut block[..blen], scratch)?;
-                    out.copy_from_slice(&block[within..within + take]);
-                }
-                pos += take as u64;
-            }
-            Ok(())
-        })
+        if crate::par::should_split(buf.len()) {
+            return self.read_split(buf, offset);
+        }
+        with_scratch(|s| self.read_range(buf, offset, s))
     }
 }
