@@ -6,6 +6,10 @@
 //! costs nothing but the queue; when another split read is already running
 //! (e.g. two reader threads on two cores), no helpers are asked for at all.
 //! Pieces never split again.
+//!
+//! While a thread serves a large read (a piece of a split read, or a large
+//! read done serially), [`in_large_read`] is true: nested reads neither
+//! split again nor fill the block cache with whole blocks.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +24,7 @@ pub(crate) const MIN_SPLIT: usize = 256 << 10;
 pub(crate) const PIECE: u64 = 128 << 10;
 
 thread_local! {
-    static INSIDE: Cell<bool> = const { Cell::new(false) };
+    static LARGE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Split reads running now.
@@ -30,7 +34,22 @@ static RUNNING: AtomicUsize = AtomicUsize::new(0);
 /// piece of a split read already, and the pool has more than one thread.
 #[inline]
 pub(crate) fn should_split(len: usize) -> bool {
-    len >= MIN_SPLIT && !INSIDE.with(|c| c.get()) && rayon::current_num_threads() > 1
+    len >= MIN_SPLIT && !in_large_read() && rayon::current_num_threads() > 1
+}
+
+/// True while this thread serves (a piece of) a large read.
+#[inline]
+pub(crate) fn in_large_read() -> bool {
+    LARGE.with(|c| c.get())
+}
+
+/// Runs `f` as (part of) a large read: see [`in_large_read`].
+#[inline]
+pub(crate) fn as_large_read<T>(f: impl FnOnce() -> T) -> T {
+    let was = LARGE.with(|c| c.replace(true));
+    let r = f();
+    LARGE.with(|c| c.set(was));
+    r
 }
 
 /// Runs `f` on every piece, on this thread and on pool threads; returns the
@@ -41,8 +60,7 @@ pub(crate) fn run<T: Send>(mut pieces: Vec<T>, f: &(dyn Fn(T) -> Result<()> + Sy
     let queue = Mutex::new(pieces);
     let failed = Mutex::new(None);
     let work = || {
-        let was = INSIDE.with(|c| c.replace(true));
-        loop {
+        as_large_read(|| loop {
             let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(p) = next else { break };
             if let Err(e) = f(p) {
@@ -53,8 +71,7 @@ pub(crate) fn run<T: Send>(mut pieces: Vec<T>, f: &(dyn Fn(T) -> Result<()> + Sy
                     .get_or_insert(e);
                 break;
             }
-        }
-        INSIDE.with(|c| c.set(was));
+        })
     };
     let others = RUNNING.fetch_add(1, Ordering::Relaxed);
     let helpers = if others == 0 {

@@ -19,8 +19,13 @@ use crate::format::zfile::{BlockCache, CacheOptions};
 use crate::io::{check_range, ReadAt};
 
 mod index;
-#[cfg(target_arch = "x86_64")]
+mod mem;
+// AVX-512 and AVX2 kernels: x86-64 and Rust ≥ 1.89 (see build.rs).
+#[cfg(obd_simd)]
+#[clippy::msrv = "1.89"]
 mod simd;
+#[cfg(test)]
+mod tests;
 
 pub use index::{Kernel, Mapping, MergedIndex, PackedMapping};
 
@@ -517,16 +522,10 @@ impl Stack {
     }
 }
 
-impl ReadAt for Stack {
-    fn len(&self) -> u64 {
-        self.virtual_size
-    }
-
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        check_range("stack", offset, buf.len(), self.virtual_size)?;
-        if self.parallel && crate::par::should_split(buf.len()) {
-            return self.read_split(buf, offset);
-        }
+impl Stack {
+    /// Reads `[offset, offset + buf.len())` (in range) on this thread.
+    #[inline]
+    fn read_serial(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.for_each_run(offset, buf.len() as u64, |r| {
             let dst = &mut buf[r.dst..r.dst + r.len];
             match r.src {
@@ -537,5 +536,24 @@ impl ReadAt for Stack {
                 Some((layer, at)) => self.read_layer(layer, dst, at),
             }
         })
+    }
+}
+
+impl ReadAt for Stack {
+    fn len(&self) -> u64 {
+        self.virtual_size
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range("stack", offset, buf.len(), self.virtual_size)?;
+        if buf.len() >= crate::par::MIN_SPLIT {
+            if self.parallel && crate::par::should_split(buf.len()) {
+                return self.read_split(buf, offset);
+            }
+            // Serially, but as a large read: layers neither split it again
+            // nor fill the block cache with it.
+            return crate::par::as_large_read(|| self.read_serial(buf, offset));
+        }
+        self.read_serial(buf, offset)
     }
 }

@@ -7,8 +7,8 @@
 //!
 //! The lookup structure is a static B+ tree (a "linearized" B+ tree, as the
 //! reference calls it, §4.4) over the first offset of every line. Its nodes are
-//! one cache line each: 16 `u32` keys while every offset fits in 32 bits
-//! (virtual disks below 2 TiB), else 8 `u64` keys. Levels are stored top
+//! one cache line each: 16 `u32` keys while every offset is below 2^31 − 1
+//! sectors (virtual disks below 1 TiB), else 8 `u64` keys. Levels are stored top
 //! first; node `k` of level `h + 1` has children `F·k ..= F·k + F − 1` of level
 //! `h` (`F` = keys per node + 1), and its key `i` is the smallest key of child
 //! `F·k + i + 1`, padding keys being the maximum. Searching a node means
@@ -24,13 +24,21 @@
 //! one line and one node per level of rounding. [`MergedIndex::heap_bytes`]
 //! reports the exact figure.
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 use crate::format::lsmt::segment::MAX_MOFFSET;
 
 /// Largest value of the 50-bit offset field.
 const OFFSET_MASK: u64 = (1 << 50) - 1;
 /// The largest offset a real mapping can start at (2^50 − 1 marks padding,
 /// and no decoded entry has it). Queries are clamped to it for searching.
-const MAX_QUERY: u64 = OFFSET_MASK - 1;
+///
+/// The search proper needs `lba ≤ MAX_QUERY`: then no padding entry (end
+/// 2^50 − 1) ends at or before it, and the last line of the lines whose first
+/// offset is `≤ lba` holds the answer or is followed by it, so the answer is
+/// `4 · line + (mappings of that line ending at or before lba)`. Larger
+/// queries take a cold binary search.
+pub(crate) const MAX_QUERY: u64 = OFFSET_MASK - 1;
 
 /// One merged-index entry, decoded. Quantities are sectors, like the
 /// on-disk index.
@@ -57,7 +65,7 @@ impl Mapping {
 }
 
 /// A mapping in 16 bytes, laid out like the on-disk index entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct PackedMapping {
     lo: u64,
@@ -132,7 +140,7 @@ impl PackedMapping {
 }
 
 /// Four mappings: one cache line, the tree's leaf.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C, align(64))]
 pub(crate) struct Line(pub(crate) [PackedMapping; 4]);
 
@@ -175,11 +183,11 @@ impl Kernel {
     pub fn supported(self) -> bool {
         match self {
             Kernel::Portable => true,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(obd_simd)]
             Kernel::Avx512 => super::simd::has_avx512(),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(obd_simd)]
             Kernel::Avx2 => super::simd::has_avx2(),
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(not(obd_simd))]
             _ => false,
         }
     }
@@ -237,6 +245,7 @@ impl MergedIndex {
         };
         let len = mappings.len();
         let mut lines: Vec<Line> = Vec::with_capacity(len.div_ceil(4));
+        super::mem::hint_huge(&lines);
         for c in mappings.chunks(4) {
             let mut l = Line([PAD; 4]);
             l.0[..c.len()].copy_from_slice(c);
@@ -244,13 +253,13 @@ impl MergedIndex {
         }
         let firsts = lines.iter().map(|l| l.0[0].offset());
         let last = lines.last().map_or(0, |l| l.0[0].offset());
-        let (keys, levels) = if last < u32::MAX as u64 {
+        let (keys, levels) = if last < PAD32 as u64 {
             let k: Vec<u32> = firsts.map(|o| o as u32).collect();
-            let (nodes, levels) = build_levels::<16, u32>(&k, u32::MAX);
+            let (nodes, levels) = build_levels::<16, u32>(&k, PAD32);
             (Keys::U32(nodes.into_iter().map(Node32).collect()), levels)
         } else {
             let k: Vec<u64> = firsts.collect();
-            let (nodes, levels) = build_levels::<8, u64>(&k, u64::MAX);
+            let (nodes, levels) = build_levels::<8, u64>(&k, PAD64);
             (Keys::U64(nodes.into_iter().map(Node64).collect()), levels)
         };
         MergedIndex {
@@ -282,6 +291,15 @@ impl MergedIndex {
     /// True when the tree's keys are 32 bits wide.
     pub fn narrow_keys(&self) -> bool {
         matches!(self.keys, Keys::U32(_))
+    }
+
+    /// The mappings as one slice, in LBA order.
+    pub fn as_slice(&self) -> &[PackedMapping] {
+        // Lines are whole, 64-aligned groups of 16-byte mappings: the cast
+        // cannot fail.
+        let all = <[PackedMapping]>::ref_from_bytes(self.lines.as_bytes())
+            .expect("lines are whole, aligned mappings");
+        &all[..self.len]
     }
 
     /// Mapping `i` (packed). Panics when `i >= len()`.
@@ -319,68 +337,95 @@ impl MergedIndex {
     /// none does): the mapping holding `lba`, or else the next one.
     #[inline]
     pub fn lookup(&self, lba: u64) -> usize {
-        self.lookup_with(self.kernel, lba)
+        if lba > MAX_QUERY || self.len == 0 {
+            return self.lookup_slow(lba);
+        }
+        // `kernel` was checked against the CPU when the index was built:
+        // no feature detection per lookup.
+        match self.kernel {
+            #[cfg(obd_simd)]
+            Kernel::Avx512 => super::simd::lookup_avx512_built(self, lba),
+            #[cfg(obd_simd)]
+            Kernel::Avx2 => super::simd::lookup_avx2_built(self, lba),
+            _ => self.lookup_portable(lba),
+        }
     }
 
     /// [`MergedIndex::lookup`] with a given kernel (an unsupported kernel
     /// runs the portable one).
     #[inline]
     pub fn lookup_with(&self, kernel: Kernel, lba: u64) -> usize {
-        if self.len == 0 {
-            return 0;
+        if lba > MAX_QUERY || self.len == 0 {
+            return self.lookup_slow(lba);
         }
-        let x = lba.min(MAX_QUERY);
-        let line = match kernel {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 if super::simd::has_avx512() => super::simd::line_avx512(self, x),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 if super::simd::has_avx2() => super::simd::line_avx2(self, x),
-            _ => self.line_portable(x),
-        };
-        self.finish(line, lba)
+        match kernel {
+            #[cfg(obd_simd)]
+            Kernel::Avx512 if super::simd::has_avx512() => super::simd::lookup_avx512(self, lba),
+            #[cfg(obd_simd)]
+            Kernel::Avx2 if super::simd::has_avx2() => super::simd::lookup_avx2(self, lba),
+            _ => self.lookup_portable(lba),
+        }
     }
 
-    /// From the number `c` of lines whose first offset is `≤ x`, the answer.
-    #[inline(always)]
-    pub(crate) fn finish(&self, (c, in_line): (usize, usize), lba: u64) -> usize {
-        if c == 0 {
-            return 0;
+    /// Binary search, for queries past every possible offset (where the
+    /// padding entries would compare wrongly) and empty indexes.
+    #[cold]
+    fn lookup_slow(&self, lba: u64) -> usize {
+        let (mut lo, mut hi) = (0, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.lines[mid >> 2].0[mid & 3].end() <= lba {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
-        // `in_line` ≥ 1: the line's first offset is ≤ x.
-        let j = (c - 1) * 4 + in_line;
-        let m = &self.lines[(j - 1) >> 2].0[(j - 1) & 3];
-        j - (m.end() > lba) as usize
+        lo
     }
 
-    /// The portable search: `(lines with first offset ≤ x, mappings of the
-    /// last such line with offset ≤ x)`.
+    /// The portable lookup (`lba` ≤ [`MAX_QUERY`], index not empty).
     #[inline]
-    pub(crate) fn line_portable(&self, x: u64) -> (usize, usize) {
+    pub(crate) fn lookup_portable(&self, lba: u64) -> usize {
         let c = match &self.keys {
             Keys::U32(nodes) => {
-                let x = narrow(x);
+                // Keys and the query are below 2^31: `x + 2^31 − k` does not
+                // wrap, and its top bit is set exactly when `k ≤ x`. Summing
+                // top bits (rather than booleans) lets the compiler keep the
+                // count in vector registers, with no popcount.
+                let xb = narrow(lba) + (1 << 31);
                 descend::<17, _>(nodes, &self.levels, |n: &Node32| {
-                    n.0.iter().map(|&k| (k <= x) as usize).sum()
+                    n.0.iter().map(|&k| xb.wrapping_sub(k) >> 31).sum::<u32>() as usize
                 })
             }
             Keys::U64(nodes) => descend::<9, _>(nodes, &self.levels, |n: &Node64| {
-                n.0.iter().map(|&k| (k <= x) as usize).sum()
+                // Keys and the query are below 2^50: the sign of `x − k` says
+                // whether `k > x`.
+                8 - n.0.iter().map(|&k| lba.wrapping_sub(k) >> 63).sum::<u64>() as usize
             }),
         };
-        if c == 0 {
-            return (0, 0);
-        }
-        let l = &self.lines[c - 1].0;
-        let n = l.iter().map(|m| (m.lo & OFFSET_MASK <= x) as usize).sum();
-        (c, n)
+        let line = c.saturating_sub(1);
+        let n: usize = self.lines[line]
+            .0
+            .iter()
+            .map(|m| (m.end() <= lba) as usize)
+            .sum();
+        line * 4 + n
     }
 }
 
-/// A clamped query as a `u32` key: with narrow keys every real key is below
-/// `u32::MAX`, so clamping keeps every comparison's outcome.
+/// The padding key of narrow nodes. Narrow keys are used when every real
+/// key is below it, so keys and (clamped) queries stay below 2^31 and
+/// signed or wrapping arithmetic compares them correctly.
+pub(crate) const PAD32: u32 = (1 << 31) - 1;
+/// The padding key of wide nodes: above every query (queries are at most
+/// [`MAX_QUERY`]) and below 2^63.
+pub(crate) const PAD64: u64 = OFFSET_MASK;
+
+/// A query as a narrow key: clamping to just below [`PAD32`] keeps every
+/// comparison with a real key (all below it) and with padding.
 #[inline(always)]
 pub(crate) fn narrow(x: u64) -> u32 {
-    x.min(u32::MAX as u64 - 1) as u32
+    x.min(PAD32 as u64 - 1) as u32
 }
 
 impl<'a> IntoIterator for &'a MergedIndex {
@@ -419,7 +464,9 @@ fn build_levels<const B: usize, K: Copy>(keys: &[K], pad: K) -> (Vec<[K; B]>, Ve
         counts.push(c.div_ceil(fanout));
     }
     let total: usize = counts.iter().sum();
-    let mut nodes = vec![[pad; B]; total];
+    let mut nodes = Vec::with_capacity(total);
+    super::mem::hint_huge(&nodes);
+    nodes.resize(total, [pad; B]);
     // Top level first in memory.
     let mut levels = vec![0usize; counts.len()];
     let mut at = 0;
@@ -435,11 +482,14 @@ fn build_levels<const B: usize, K: Copy>(keys: &[K], pad: K) -> (Vec<[K; B]>, Ve
     // level-(h−1) node F·k + i + 1, i.e. keys[(F·k + i + 1) · F^(h−1) · B].
     let mut span = B; // bottom keys under one level-(h−1) node
     for h in 1..counts.len() {
-        for k in 0..counts[h] {
-            for i in 0..B {
+        for (k, node) in nodes[levels[h]..levels[h] + counts[h]]
+            .iter_mut()
+            .enumerate()
+        {
+            for (i, slot) in node.iter_mut().enumerate() {
                 let child = fanout * k + i + 1;
                 if let Some(&key) = child.checked_mul(span).and_then(|first| keys.get(first)) {
-                    nodes[levels[h] + k][i] = key;
+                    *slot = key;
                 }
             }
         }
@@ -492,14 +542,8 @@ mod tests {
             for &lba in probes {
                 let want = reference(m, lba);
                 assert_eq!(ix.lookup_with(kernel, lba), want, "{kernel:?} lba {lba}");
-                assert_eq!(ix.line_portable_answer(lba), want, "portable lba {lba}");
+                assert_eq!(ix.lookup_slow(lba), want, "slow lba {lba}");
             }
-        }
-    }
-
-    impl MergedIndex {
-        fn line_portable_answer(&self, lba: u64) -> usize {
-            self.lookup_with(Kernel::Portable, lba)
         }
     }
 
@@ -546,18 +590,41 @@ mod tests {
     }
 
     #[test]
-    fn wide_keys_past_two_tib() {
-        // Offsets beyond 2^32 sectors force u64 keys.
+    fn wide_keys_past_one_tib() {
+        // Offsets from 2^31 − 1 sectors on force u64 keys.
         let parts: Vec<(u64, u32)> = (0..500u64).map(|i| (1 + (i % 4), 8)).collect();
-        let m = mk(&layout(&parts, (1 << 32) - 300));
+        let m = mk(&layout(&parts, (1 << 31) - 300));
         let ix = MergedIndex::build(&m);
         assert!(!ix.narrow_keys());
         let mut probes: Vec<u64> = m
             .iter()
             .flat_map(|p| [p.offset(), p.end() - 1, p.end()])
             .collect();
-        probes.extend([0, 1 << 32, MAX_QUERY, OFFSET_MASK, u64::MAX]);
+        probes.extend([0, 1 << 31, 1 << 32, MAX_QUERY, OFFSET_MASK, u64::MAX]);
         check_all(&m, &probes);
+    }
+
+    #[test]
+    fn narrow_key_boundary() {
+        for (last, narrow) in [(PAD32 as u64 - 1, true), (PAD32 as u64, false)] {
+            // The fifth mapping starts the second line: its offset is a key.
+            let m = mk(&[(0, 8), (10, 8), (20, 8), (100, 8), (last, 8)]);
+            let ix = MergedIndex::build(&m);
+            assert_eq!(ix.narrow_keys(), narrow);
+            check_all(
+                &m,
+                &[
+                    0,
+                    99,
+                    last - 1,
+                    last,
+                    last + 7,
+                    last + 8,
+                    u32::MAX as u64,
+                    u64::MAX,
+                ],
+            );
+        }
     }
 
     #[test]
@@ -596,7 +663,7 @@ mod tests {
         #[test]
         fn lookup_matches_binary_search(
             parts in proptest::collection::vec((0u64..50, 1u32..64), 0..3000),
-            base in prop_oneof![Just(0u64), 0u64..1000, Just((1u64 << 32) - 5000), (1u64 << 33)..(1u64 << 49)],
+            base in prop_oneof![Just(0u64), 0u64..1000, Just((1u64 << 31) - 5000), Just((1u64 << 32) - 5000), (1u64 << 33)..(1u64 << 49)],
             probes in proptest::collection::vec(any::<u64>(), 0..200),
         ) {
             let m = mk(&layout(&parts, base));

@@ -119,9 +119,12 @@ pub fn decompress_block(
     offset: u64,
 ) -> Result<()> {
     let got = match algo {
-        Algorithm::Lz4 => lz4_flex::block::decompress_into(src, dst).map_err(|e| {
-            Error::corrupt("zfile block", offset, format!("block {block}: lz4: {e}"))
-        })?,
+        // liblz4's bounds-checked `LZ4_decompress_safe`: malformed input is
+        // an error, never a read or write outside `src`/`dst`.
+        Algorithm::Lz4 => lz4::block::decompress_to_buffer(src, Some(dst.len() as i32), dst)
+            .map_err(|e| {
+                Error::corrupt("zfile block", offset, format!("block {block}: lz4: {e}"))
+            })?,
         Algorithm::Zstd => ZSTD_D.with(|cell| -> Result<usize> {
             let mut slot = cell.borrow_mut();
             if slot.is_none() {

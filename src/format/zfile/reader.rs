@@ -418,30 +418,50 @@ impl<R: ReadAt> ZFile<R> {
         )
     }
 
+    /// Copies the part of block `i` that `buf` wants from the cache; false
+    /// when there is no cache or the block is not in it.
+    #[inline]
+    fn copy_cached(&self, buf: &mut [u8], offset: u64, i: u64) -> bool {
+        match self.cache.get() {
+            Some((c, id)) => {
+                let (within, out) = self.part(buf, offset, i);
+                c.read(*id, i, within, out)
+            }
+            None => false,
+        }
+    }
+
     /// Reads `[offset, offset + buf.len())` (non-empty, in range) on this
     /// thread. Cached blocks are copied; each run of uncached blocks is
     /// fetched with one read and decompressed straight into `buf` where a
     /// block is wanted whole, through a block buffer where only part of it is.
+    ///
+    /// Cache policy: a block read in part is always cached (the next read
+    /// will likely want the rest of it); a block read whole is cached only by
+    /// a small read. Large reads stream: they use cached blocks but do not
+    /// push out the cache's working set with blocks the kernel's page cache
+    /// above us keeps anyway.
     fn read_range(&self, buf: &mut [u8], offset: u64, s: &mut Scratch) -> Result<()> {
         let end = offset + buf.len() as u64;
         let first = offset / self.block_size;
         let last = (end - 1) / self.block_size;
         let cache = self.cache.get();
+        let fill_whole = buf.len() < crate::par::MIN_SPLIT && !crate::par::in_large_read();
         let mut b = first;
         while b <= last {
-            if let Some((c, id)) = cache {
-                let (within, out) = self.part(buf, offset, b);
-                if c.read(*id, b, within, out) {
-                    b += 1;
-                    continue;
-                }
+            if self.copy_cached(buf, offset, b) {
+                b += 1;
+                continue;
             }
+            // A run of uncached blocks b..=e, fetched with one read.
             let start = self.offsets[b as usize];
             let mut e = b;
-            while e < last
-                && self.offsets[e as usize + 2] - start <= MAX_RUN
-                && !cache.is_some_and(|(c, id)| c.contains(*id, e + 1))
-            {
+            let mut next_cached = false;
+            while e < last && self.offsets[e as usize + 2] - start <= MAX_RUN {
+                if self.copy_cached(buf, offset, e + 1) {
+                    next_cached = true;
+                    break;
+                }
                 e += 1;
             }
             let n = (self.offsets[e as usize + 1] - start) as usize;
@@ -456,7 +476,7 @@ impl<R: ReadAt> ZFile<R> {
                 let (within, out) = self.part(buf, offset, i);
                 if out.len() == blen {
                     self.decode_block(i, rec, out, self.check_crc)?;
-                    if let Some((c, id)) = cache {
+                    if let (Some((c, id)), true) = (cache, fill_whole) {
                         c.insert_copy(*id, i, out);
                     }
                 } else if let Some((c, id)) = cache {
@@ -473,7 +493,7 @@ impl<R: ReadAt> ZFile<R> {
                     out.copy_from_slice(&block[within..within + out.len()]);
                 }
             }
-            b = e + 1;
+            b = e + 1 + next_cached as u64;
         }
         Ok(())
     }
@@ -512,5 +532,139 @@ impl<R: ReadAt> ReadAt for ZFile<R> {
             return self.read_split(buf, offset);
         }
         with_scratch(|s| self.read_range(buf, offset, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::zfile::{Algorithm, CacheOptions, Writer, WriterOptions};
+    use crate::io::testing::CountingReadAt;
+    use proptest::prelude::*;
+
+    fn compress(data: &[u8], algorithm: Algorithm, block_size: u32, crc: bool) -> Vec<u8> {
+        let opts = WriterOptions {
+            algorithm,
+            block_size,
+            crc,
+            ..Default::default()
+        };
+        let mut w = Writer::new(Vec::new(), opts).unwrap();
+        w.push(data).unwrap();
+        w.finish().unwrap().inner
+    }
+
+    fn sample_data(len: usize, seed: u64) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        crate::sample::fill(seed, 0, &mut v);
+        v
+    }
+
+    #[test]
+    fn small_sequential_reads_decompress_each_block_once() {
+        let data = sample_data(1 << 20, 3);
+        let file = compress(&data, Algorithm::Lz4, 65536, true);
+        let counting = CountingReadAt::new(file);
+        let z = ZFile::open(&counting).unwrap();
+        let cache = BlockCache::new(CacheOptions::default());
+        assert!(z.set_cache(&cache));
+        let opened = counting.reads.lock().unwrap().len();
+        let mut got = vec![0u8; data.len()];
+        for (i, c) in got.chunks_mut(4096).enumerate() {
+            z.read_exact_at(c, i as u64 * 4096).unwrap();
+        }
+        assert!(got == data);
+        // One record read per 64 KiB block, however many 4 KiB reads it served.
+        let reads = counting.reads.lock().unwrap()[opened..].to_vec();
+        assert_eq!(reads.len(), 16);
+        let s = cache.stats();
+        assert_eq!(s.inserts, 16);
+        assert_eq!(s.hits, 256 - 16);
+        // Reading it all again decompresses nothing.
+        for (i, c) in got.chunks_mut(4096).enumerate() {
+            z.read_exact_at(c, i as u64 * 4096).unwrap();
+        }
+        assert_eq!(counting.reads.lock().unwrap().len(), opened + 16);
+    }
+
+    #[test]
+    fn repeated_whole_block_reads_hit_the_cache() {
+        let data = sample_data(256 << 10, 4);
+        let file = compress(&data, Algorithm::Lz4, 4096, true);
+        let counting = CountingReadAt::new(file);
+        let z = ZFile::open(&counting).unwrap();
+        let cache = BlockCache::new(CacheOptions::default());
+        z.set_cache(&cache);
+        let opened = counting.reads.lock().unwrap().len();
+        let mut b = vec![0u8; 4096];
+        for _ in 0..3 {
+            for at in [0u64, 8192, 65536, 200 << 10] {
+                z.read_exact_at(&mut b, at).unwrap();
+                assert!(b[..] == data[at as usize..at as usize + 4096]);
+            }
+        }
+        assert_eq!(counting.reads.lock().unwrap().len(), opened + 4);
+    }
+
+    #[test]
+    fn one_read_per_run_of_blocks() {
+        let data = sample_data(128 << 10, 5);
+        let file = compress(&data, Algorithm::Lz4, 4096, true);
+        let counting = CountingReadAt::new(file);
+        let z = ZFile::open(&counting).unwrap();
+        let opened = counting.reads.lock().unwrap().len();
+        let mut b = vec![0u8; 100_000];
+        z.read_exact_at(&mut b, 1000).unwrap();
+        assert!(b[..] == data[1000..101_000]);
+        let reads = counting.reads.lock().unwrap()[opened..].to_vec();
+        assert_eq!(reads.len(), 1, "{reads:?}");
+        assert_eq!(reads[0].0, z.block_range(0).start);
+        assert_eq!(reads[0].0 + reads[0].1 as u64, z.block_range(24).end);
+    }
+
+    #[test]
+    fn large_reads_stream_past_the_cache() {
+        let data = sample_data(2 << 20, 6);
+        let file = compress(&data, Algorithm::Lz4, 4096, true);
+        let z = ZFile::open(file).unwrap();
+        let cache = BlockCache::new(CacheOptions::default());
+        z.set_cache(&cache);
+        let mut b = vec![0u8; 1 << 20];
+        // Unaligned: the two edge blocks are read in part and cached.
+        z.read_exact_at(&mut b, 100).unwrap();
+        assert!(b[..] == data[100..100 + (1 << 20)]);
+        assert_eq!(cache.stats().entries, 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        #[test]
+        fn cached_and_split_reads_match_the_data(
+            len in 1usize..(1 << 20),
+            seed in any::<u64>(),
+            algorithm in prop_oneof![Just(Algorithm::Lz4), Just(Algorithm::Zstd)],
+            block_size in prop_oneof![Just(4096u32), Just(8192), Just(32768), Just(65536)],
+            crc in any::<bool>(),
+            cache_size in prop_oneof![Just(0u64), Just(64 << 10), Just(1 << 20), Just(64 << 20)],
+            windows in proptest::collection::vec((any::<u64>(), 0usize..(600 << 10)), 1..20),
+        ) {
+            let data = sample_data(len, seed);
+            let file = compress(&data, algorithm, block_size, crc);
+            let z = ZFile::open(file).unwrap();
+            let cache = BlockCache::new(CacheOptions { size: cache_size });
+            z.set_cache(&cache);
+            for _ in 0..2 {
+                for &(at, n) in &windows {
+                    let at = (at % len as u64) as usize;
+                    let n = n.min(len - at);
+                    let mut got = vec![0x5Au8; n];
+                    z.read_exact_at(&mut got, at as u64).unwrap();
+                    prop_assert!(got[..] == data[at..at + n], "{} bytes at {}", n, at);
+                }
+            }
+            let s = cache.stats();
+            prop_assert!(s.bytes <= cache_size);
+        }
     }
 }
