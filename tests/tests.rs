@@ -5,4 +5,5 @@ mod util;
 mod cli;
 mod corruption;
 mod fixtures;
+mod read;
 mod writers_smoke;
