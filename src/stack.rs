@@ -4,6 +4,21 @@
 //! zeroed entries hide lower data and read as zeros; unmapped sectors (holes)
 //! read as zeros. The virtual size is that of the topmost layer with a
 //! non-zero size (a writable top layer's own size when non-zero).
+//!
+//! How a read is served:
+//! - the merged index is a [`MergedIndex`]: 16-byte packed mappings and a
+//!   cache-line B+ tree over them, searched with AVX-512, AVX2 or portable
+//!   code chosen at run time ([`Kernel`]);
+//! - a request walks the mappings from the one holding its first sector;
+//!   adjacent mappings of one layer whose data is contiguous become one read
+//!   of that layer;
+//! - ZFile layers share one decompressed-block cache ([`ReadOptions::cache`],
+//!   [`BlockCache`]); a block is fetched and decompressed at most once while
+//!   it stays cached, and a whole 4 KiB block is decompressed straight into
+//!   the caller's buffer;
+//! - requests of 256 KiB or more are cut at 128 KiB boundaries of their
+//!   layers' data (block boundaries of any ZFile) and decompressed on the
+//!   calling thread and idle rayon threads ([`ReadOptions::parallel`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

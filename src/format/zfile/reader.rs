@@ -1,6 +1,7 @@
 //! `ZFile<R>`: the decompressed view of a ZFile container.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use super::cache::BlockCache;
@@ -38,8 +39,38 @@ pub struct ZFile<R> {
     check_crc: bool,
     /// Absolute offset of block i is `offsets[i]`; `offsets[n]` ends the data.
     offsets: Vec<u64>,
-    /// The block cache and this file's key space in it, once attached.
-    cache: OnceLock<(BlockCache, u64)>,
+    /// The block cache and this file's part of it, once attached.
+    cache: OnceLock<Cached>,
+}
+
+/// A ZFile's attachment to a block cache.
+#[derive(Debug)]
+struct Cached {
+    cache: BlockCache,
+    /// This file's key space in the cache.
+    id: u64,
+    /// One bit per block, set when the block is put in the cache and never
+    /// cleared: a clear bit means "not cached", so large reads of blocks
+    /// never cached skip the cache's locks. A set bit may be stale (the
+    /// block was evicted since); the lookup then just misses.
+    ever: Box<[AtomicU64]>,
+}
+
+impl Cached {
+    #[inline]
+    fn maybe_cached(&self, i: u64) -> bool {
+        self.ever[(i / 64) as usize].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
+    }
+
+    #[inline]
+    fn mark(&self, i: u64) {
+        let w = &self.ever[(i / 64) as usize];
+        let bit = 1 << (i % 64);
+        // Skip the write (and the cache line's ownership) when already set.
+        if w.load(Ordering::Relaxed) & bit == 0 {
+            w.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Most compressed bytes fetched with one read: large enough to amortize the
@@ -293,15 +324,22 @@ impl<R: ReadAt> ZFile<R> {
     /// space). Returns false when a cache is already attached or `cache` has
     /// no budget.
     pub fn set_cache(&self, cache: &BlockCache) -> bool {
-        if cache.capacity() == 0 {
+        if cache.capacity() == 0 || self.cache.get().is_some() {
             return false;
         }
-        self.cache.set((cache.clone(), cache.register())).is_ok()
+        let words = self.blocks().div_ceil(64) as usize;
+        self.cache
+            .set(Cached {
+                cache: cache.clone(),
+                id: cache.register(),
+                ever: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            })
+            .is_ok()
     }
 
     /// The attached block cache.
     pub fn cache(&self) -> Option<&BlockCache> {
-        self.cache.get().map(|c| &c.0)
+        self.cache.get().map(|c| &c.cache)
     }
 
     /// The header record as stored.
@@ -423,11 +461,11 @@ impl<R: ReadAt> ZFile<R> {
     #[inline]
     fn copy_cached(&self, buf: &mut [u8], offset: u64, i: u64) -> bool {
         match self.cache.get() {
-            Some((c, id)) => {
+            Some(c) if c.maybe_cached(i) => {
                 let (within, out) = self.part(buf, offset, i);
-                c.read(*id, i, within, out)
+                c.cache.read(c.id, i, within, out)
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -476,14 +514,16 @@ impl<R: ReadAt> ZFile<R> {
                 let (within, out) = self.part(buf, offset, i);
                 if out.len() == blen {
                     self.decode_block(i, rec, out, self.check_crc)?;
-                    if let (Some((c, id)), true) = (cache, fill_whole) {
-                        c.insert_copy(*id, i, out);
+                    if let (Some(c), true) = (cache, fill_whole) {
+                        c.mark(i);
+                        c.cache.insert_copy(c.id, i, out);
                     }
-                } else if let Some((c, id)) = cache {
-                    let mut block = c.buffer(*id, i, blen);
+                } else if let Some(c) = cache {
+                    let mut block = c.cache.buffer(c.id, i, blen);
                     self.decode_block(i, rec, &mut block, self.check_crc)?;
                     out.copy_from_slice(&block[within..within + out.len()]);
-                    c.insert(*id, i, block);
+                    c.mark(i);
+                    c.cache.insert(c.id, i, block);
                 } else {
                     if s.block.len() < blen {
                         s.block.resize(blen, 0);
