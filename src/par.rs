@@ -46,10 +46,15 @@ pub(crate) fn in_large_read() -> bool {
 /// Runs `f` as (part of) a large read: see [`in_large_read`].
 #[inline]
 pub(crate) fn as_large_read<T>(f: impl FnOnce() -> T) -> T {
-    let was = LARGE.with(|c| c.replace(true));
-    let r = f();
-    LARGE.with(|c| c.set(was));
-    r
+    /// Restores the flag even if `f` unwinds.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LARGE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(LARGE.with(|c| c.replace(true)));
+    f()
 }
 
 /// Runs `f` on every piece, on this thread and on pool threads; returns the
