@@ -227,7 +227,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__flatten)
-            opts="-o -f -q -h -V --output --force --upper --json --quiet --help --version"
+            opts="-o -f -q -h -V --output --force --upper --cache-size --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,6 +242,10 @@ _obd() {
                     return 0
                     ;;
                 --upper)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

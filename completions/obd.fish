@@ -53,6 +53,7 @@ complete -c obd -n "__fish_obd_using_subcommand map" -s h -l help -d 'Print help
 complete -c obd -n "__fish_obd_using_subcommand map" -s V -l version -d 'Print version'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s o -l output -d 'Output raw image, or `-` for stdout' -r -F
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s f -l force -d 'Replace OUT if it exists'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s q -l quiet -d 'Do not show progress bars'

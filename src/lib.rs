@@ -21,6 +21,7 @@ pub mod fsutil;
 pub mod inspect;
 pub mod io;
 pub mod output;
+mod par;
 pub mod pipeline;
 pub mod sample;
 pub mod stack;

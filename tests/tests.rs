@@ -5,5 +5,6 @@ mod util;
 mod cli;
 mod corruption;
 mod fixtures;
+mod read;
 mod verify;
 mod writers;

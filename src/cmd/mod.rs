@@ -87,6 +87,24 @@ impl UpperArgs {
     }
 }
 
+/// The decompressed-block cache of a stack's ZFile layers: `--cache-size`.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M;
+    /// 0 turns the cache off).
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub cache_size: u64,
+}
+
+impl CacheArgs {
+    /// The library's cache options.
+    pub fn options(&self) -> crate::format::zfile::CacheOptions {
+        crate::format::zfile::CacheOptions {
+            size: self.cache_size,
+        }
+    }
+}
+
 /// Parses sizes such as `4096`, `4K`, `64KiB`, `1G` (binary units).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
