@@ -49,6 +49,9 @@ _obd() {
             obd,merge)
                 cmd="obd__subcmd__merge"
                 ;;
+            obd,verify)
+                cmd="obd__subcmd__verify"
+                ;;
             obd,zfile)
                 cmd="obd__subcmd__zfile"
                 ;;
@@ -85,6 +88,9 @@ _obd() {
             obd__subcmd__help,merge)
                 cmd="obd__subcmd__help__subcmd__merge"
                 ;;
+            obd__subcmd__help,verify)
+                cmd="obd__subcmd__help__subcmd__verify"
+                ;;
             obd__subcmd__help,zfile)
                 cmd="obd__subcmd__help__subcmd__zfile"
                 ;;
@@ -119,7 +125,7 @@ _obd() {
 
     case "${cmd}" in
         obd)
-            opts="-q -h -V --json --quiet --help --version inspect map flatten demo attach detach list create commit merge zfile help"
+            opts="-q -h -V --json --quiet --help --version inspect map flatten demo attach detach list create commit merge zfile verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -133,7 +139,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__attach)
-            opts="-q -h -V --upper --read-only --queues --depth --foreground --config --timeout --json --quiet --help --version"
+            opts="-q -h -V --upper --read-only --queues --depth --foreground --config --timeout --cache-size --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -156,6 +162,10 @@ _obd() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -291,7 +301,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__flatten)
-            opts="-o -f -q -h -V --output --force --upper --json --quiet --help --version"
+            opts="-o -f -q -h -V --output --force --upper --cache-size --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -309,6 +319,10 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cache-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -317,7 +331,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help)
-            opts="inspect map flatten demo attach detach list create commit merge zfile help"
+            opts="inspect map flatten demo attach detach list create commit merge zfile verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -484,6 +498,20 @@ _obd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        obd__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         obd__subcmd__help__subcmd__zfile)
             opts="compress decompress"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -628,6 +656,32 @@ _obd() {
                     return 0
                     ;;
                 -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__verify)
+            opts="-q -h -V --digest --stack --upper --threads --json --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --digest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upper)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

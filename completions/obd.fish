@@ -39,6 +39,7 @@ complete -c obd -n "__fish_obd_needs_command" -f -a "create" -d 'Create an empty
 complete -c obd -n "__fish_obd_needs_command" -f -a "commit" -d 'Seal a writable layer into a read-only layer, seal in place, or commit a raw image\'s difference'
 complete -c obd -n "__fish_obd_needs_command" -f -a "merge" -d 'Flatten a stack of read-only layers into one read-only layer'
 complete -c obd -n "__fish_obd_needs_command" -f -a "zfile" -d 'Compress or decompress ZFile containers'
+complete -c obd -n "__fish_obd_needs_command" -f -a "verify" -d 'Check layer blobs (files or directories) for every corruption the formats can reveal'
 complete -c obd -n "__fish_obd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l index -d 'List every index segment (sectors: offset, length, moffset)'
@@ -55,6 +56,7 @@ complete -c obd -n "__fish_obd_using_subcommand map" -s h -l help -d 'Print help
 complete -c obd -n "__fish_obd_using_subcommand map" -s V -l version -d 'Print version'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s o -l output -d 'Output raw image, or `-` for stdout' -r -F
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s f -l force -d 'Replace OUT if it exists'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s q -l quiet -d 'Do not show progress bars'
@@ -70,6 +72,7 @@ complete -c obd -n "__fish_obd_using_subcommand attach" -l queues -d 'Hardware q
 complete -c obd -n "__fish_obd_using_subcommand attach" -l depth -d 'Requests in flight per queue' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l config -d 'Take layers, upper layer and result file from an overlaybd image config' -r -F
 complete -c obd -n "__fish_obd_using_subcommand attach" -l timeout -d 'Give up when the device is not live after this many seconds' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l read-only -d 'Serve the stack read-only even with --upper (the writable layer is not written)'
 complete -c obd -n "__fish_obd_using_subcommand attach" -l foreground -d 'Stay attached: serve the device from this process until SIGINT/SIGTERM'
 complete -c obd -n "__fish_obd_using_subcommand attach" -l json -d 'Print one JSON document on stdout instead of tables'
@@ -153,17 +156,26 @@ complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcomman
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from help" -f -a "compress" -d 'Compress a file (or stdin) into a ZFile, optionally tar-wrapped'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from help" -f -a "decompress" -d 'Decompress a ZFile (tar wrapper detected) into a plain file or stdout'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "inspect" -d 'Show headers, trailers, indexes and containers of layer blobs, or a stack\'s merged view'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "attach" -d 'Serve a stack as a ublk block device (/dev/ublkbN); returns once it is live'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "detach" -d 'Stop an attached device (--force: remove one whose server died)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "list" -d 'List attached ublk devices with their layers, server and state'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "create" -d 'Create an empty writable layer (data file + index file)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "commit" -d 'Seal a writable layer into a read-only layer, seal in place, or commit a raw image\'s difference'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "merge" -d 'Flatten a stack of read-only layers into one read-only layer'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "zfile" -d 'Compress or decompress ZFile containers'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c obd -n "__fish_obd_using_subcommand verify" -l digest -d 'The SHA-256 the blob must have, as a registry digest (the whole file as stored); checked in the same pass as everything else. One file only' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand verify" -l threads -d 'Worker threads (default: one per CPU)' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l stack -d 'Also check the files as one stack (bottom first): parent-uuid chain, virtual sizes, each layer valid'
+complete -c obd -n "__fish_obd_using_subcommand verify" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand verify" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "inspect" -d 'Show headers, trailers, indexes and containers of layer blobs, or a stack\'s merged view'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "attach" -d 'Serve a stack as a ublk block device (/dev/ublkbN); returns once it is live'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "detach" -d 'Stop an attached device (--force: remove one whose server died)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "list" -d 'List attached ublk devices with their layers, server and state'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "create" -d 'Create an empty writable layer (data file + index file)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "commit" -d 'Seal a writable layer into a read-only layer, seal in place, or commit a raw image\'s difference'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "merge" -d 'Flatten a stack of read-only layers into one read-only layer'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "zfile" -d 'Compress or decompress ZFile containers'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "verify" -d 'Check layer blobs (files or directories) for every corruption the formats can reveal'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach detach list create commit merge zfile verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c obd -n "__fish_obd_using_subcommand help; and __fish_seen_subcommand_from zfile" -f -a "compress" -d 'Compress a file (or stdin) into a ZFile, optionally tar-wrapped'
 complete -c obd -n "__fish_obd_using_subcommand help; and __fish_seen_subcommand_from zfile" -f -a "decompress" -d 'Decompress a ZFile (tar wrapper detected) into a plain file or stdout'

@@ -387,8 +387,14 @@ pub struct SealReport {
 /// # Errors
 /// A layer that is not writable; I/O errors.
 pub fn seal_in_place(data: &Path, index: &Path) -> Result<SealReport> {
-    let d = File::open(data).map_err(|e| Error::io("lsmt data file", 0, e))?;
-    let i = File::open(index).map_err(|e| Error::io("lsmt index file", 0, e))?;
+    let d = File::open(data).map_err(|e| Error::InLayer {
+        path: data.display().to_string(),
+        inner: Box::new(Error::open(e)),
+    })?;
+    let i = File::open(index).map_err(|e| Error::InLayer {
+        path: index.display().to_string(),
+        inner: Box::new(Error::open(e)),
+    })?;
     let layer = Layer::open_rw(d, i)?;
     let h = &layer.header;
     let file = OpenOptions::new()

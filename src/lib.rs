@@ -22,12 +22,14 @@ pub mod fsutil;
 pub mod inspect;
 pub mod io;
 pub mod output;
+mod par;
 pub mod pipeline;
 pub mod sample;
 pub mod stack;
 #[cfg(target_os = "linux")]
 pub mod ublk;
 pub mod uuid;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use io::ReadAt;

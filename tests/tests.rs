@@ -6,6 +6,8 @@ mod attach_cli;
 mod cli;
 mod corruption;
 mod fixtures;
+mod read;
+mod verify;
 mod vm;
 mod vmkit;
 mod writers;

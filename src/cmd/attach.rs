@@ -24,14 +24,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-use super::{print_json, GlobalArgs, UpperArgs};
-use crate::blob::BlobOptions;
+use super::{print_json, CacheArgs, GlobalArgs, UpperArgs};
 use crate::config::{write_result, ImageConfig};
 use crate::format::lsmt::writable::WritableLayer;
 use crate::io::ReadAt;
-use crate::stack::Stack;
+use crate::stack::{ReadOptions, Stack};
 use crate::ublk::runstate::{self, process_start, run_dir, Record, Upper};
-use crate::ublk::sys::{self, Forked};
+use crate::ublk::sys::{self, BlockedSignals, Forked, STOP_SIGNALS};
 use crate::ublk::{self as ublk, Live, Observer, Options, StopReason, Target};
 
 /// Arguments of `obd attach`.
@@ -61,6 +60,9 @@ pub struct Args {
     #[arg(long, default_value_t = 30, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// Block cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Layer blobs, bottom first.
     #[arg(required_unless_present_any = ["upper", "config"])]
     pub layers: Vec<PathBuf>,
@@ -133,7 +135,6 @@ fn report_success(result_file: Option<&Path>) -> anyhow::Result<()> {
 
 fn attach(g: &GlobalArgs, a: &Args, plan: Plan, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     ublk::preflight()?;
-    let target = open_target(&plan)?;
     let template = Record {
         id: 0,
         device: String::new(),
@@ -141,7 +142,7 @@ fn attach(g: &GlobalArgs, a: &Args, plan: Plan, out: &mut dyn Write) -> anyhow::
         pid: 0,
         pid_start: 0,
         size: 0,
-        read_only: target.read_only(),
+        read_only: plan.upper.is_none() || plan.read_only,
         queues: a.queues,
         depth: a.depth,
         layers: plan.layers.iter().map(|p| display(&absolute(p))).collect(),
@@ -159,36 +160,41 @@ fn attach(g: &GlobalArgs, a: &Args, plan: Plan, out: &mut dyn Write) -> anyhow::
         start_timeout: Duration::from_secs(a.timeout),
         ..Options::default()
     };
-    let rf = plan.result_file;
+    let read = ReadOptions {
+        cache: a.cache.options(),
+        ..ReadOptions::default()
+    };
     if a.foreground {
-        foreground(g, target, &opts, template, rf)
+        // Before any thread exists (opening the stack may start the pool
+        // that decompresses large reads): see `ublk::serve`.
+        let signals = block_stop_signals()?;
+        let target = open_target(&plan, read)?;
+        foreground(g, target, &opts, template, plan.result_file, &signals)
     } else {
-        background(g, target, &opts, template, rf, out)
+        background(g, plan, read, &opts, template, out)
     }
 }
 
-fn open_target(plan: &Plan) -> anyhow::Result<Arc<dyn Target>> {
+fn block_stop_signals() -> anyhow::Result<Arc<BlockedSignals>> {
+    Ok(Arc::new(
+        BlockedSignals::block(&STOP_SIGNALS).context("blocking the stop signals")?,
+    ))
+}
+
+fn open_target(plan: &Plan, read: ReadOptions) -> anyhow::Result<Arc<dyn Target>> {
     let upper = plan.upper.as_ref().map(|(d, i)| (d.as_path(), i.as_path()));
     match upper {
         Some((data, index)) if !plan.read_only => {
             let lower: Option<Arc<dyn ReadAt>> = if plan.layers.is_empty() {
                 None
             } else {
-                Some(Arc::new(Stack::open(
-                    &plan.layers,
-                    None,
-                    BlobOptions::default(),
-                )?))
+                Some(Arc::new(Stack::open_with(&plan.layers, None, read)?))
             };
             let layer = WritableLayer::open(data, index, lower)
                 .with_context(|| data.display().to_string())?;
             Ok(Arc::new(layer))
         }
-        _ => Ok(Arc::new(Stack::open(
-            &plan.layers,
-            upper,
-            BlobOptions::default(),
-        )?)),
+        _ => Ok(Arc::new(Stack::open_with(&plan.layers, upper, read)?)),
     }
 }
 
@@ -292,13 +298,14 @@ fn foreground(
     opts: &Options,
     template: Record,
     result_file: Option<PathBuf>,
+    signals: &Arc<BlockedSignals>,
 ) -> anyhow::Result<ExitCode> {
     let observer = Arc::new(ForegroundObserver {
         json: g.json,
         template,
         result_file,
     });
-    let stopped = ublk::serve(target, opts, observer)?;
+    let stopped = ublk::serve(target, opts, observer, signals)?;
     Ok(finish(stopped))
 }
 
@@ -368,10 +375,10 @@ enum Message {
 
 fn background(
     g: &GlobalArgs,
-    target: Arc<dyn Target>,
+    plan: Plan,
+    read: ReadOptions,
     opts: &Options,
     template: Record,
-    result_file: Option<PathBuf>,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let dir = run_dir();
@@ -380,54 +387,71 @@ fn background(
     let (rx, tx) = sys::pipe().context("creating the startup pipe")?;
     out.flush()?;
     std::io::stderr().flush()?;
+    // The server opens the layers itself, after the fork: opening may start
+    // threads, which a fork would not carry over. Its errors come back
+    // through the pipe like every other startup failure.
     match fork()? {
         Forked::Child => {
             drop(rx);
-            Ok(server_child(target, opts, template, tx, &dir))
+            Ok(server_child(&plan, read, opts, template, tx, &dir))
         }
         Forked::Parent(pid) => {
             drop(tx);
-            drop(target);
-            starter(g, pid, rx, opts.start_timeout, result_file.as_deref(), out)
+            starter(
+                g,
+                pid,
+                rx,
+                opts.start_timeout,
+                plan.result_file.as_deref(),
+                out,
+            )
         }
     }
 }
 
 #[allow(unsafe_code)]
 fn fork() -> anyhow::Result<Forked> {
-    // SAFETY: obd is single-threaded up to here (opening a stack starts no
-    // threads), and the child goes on in its one thread without exec.
+    // SAFETY: `attach` forks before it opens a layer or starts a thread, so
+    // the process is single-threaded; the child goes on without exec.
     unsafe { sys::fork() }.context("forking the attach server")
 }
 
-/// The forked server: detach from the terminal, serve, clean up.
+/// The forked server: detach from the terminal, open the layers, serve,
+/// clean up.
 fn server_child(
-    target: Arc<dyn Target>,
+    plan: &Plan,
+    read: ReadOptions,
     opts: &Options,
     template: Record,
     pipe: File,
     dir: &Path,
 ) -> ExitCode {
     let log_path = dir.join(format!("attach-{}.log", std::process::id()));
-    let setup = (|| -> std::io::Result<()> {
-        let _ = rustix::process::setsid();
-        let null = File::options().read(true).write(true).open("/dev/null")?;
-        let log = File::create(&log_path)?;
-        sys::redirect(&null, 0)?;
-        sys::redirect(&null, 1)?;
-        sys::redirect(&log, 2)?;
-        Ok(())
-    })();
     let observer = Arc::new(DaemonObserver {
         pipe: Mutex::new(Some(pipe)),
         template,
         log: Mutex::new(Some(log_path.clone())),
     });
-    if let Err(e) = setup {
-        observer.say(&format!("error starting the attach server: {e}"));
-        return ExitCode::from(2);
-    }
-    match ublk::serve(target, opts, observer.clone()) {
+    let setup = (|| -> anyhow::Result<(Arc<BlockedSignals>, Arc<dyn Target>)> {
+        let signals = block_stop_signals()?;
+        let _ = rustix::process::setsid();
+        let null = File::options().read(true).write(true).open("/dev/null")?;
+        let log = File::create(&log_path)
+            .with_context(|| format!("creating the log {}", log_path.display()))?;
+        sys::redirect(&null, 0)?;
+        sys::redirect(&null, 1)?;
+        sys::redirect(&log, 2)?;
+        Ok((signals, open_target(plan, read)?))
+    })();
+    let (signals, target) = match setup {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("obd: {e:#}");
+            observer.say(&format!("error {e:#}"));
+            return ExitCode::from(2);
+        }
+    };
+    match ublk::serve(target, opts, observer.clone(), &signals) {
         Ok(stopped) => {
             let why = match stopped.reason {
                 StopReason::Signal(s) => format!("signal {s}"),

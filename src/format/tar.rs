@@ -69,9 +69,45 @@ fn parse_octal(field: &[u8]) -> Option<u64> {
 /// Returns `Ok(None)` when block 0 is not a ustar header (the blob is used as is).
 ///
 /// # Errors
-/// [`Error::Corrupt`] when it is a tar header but the archive is damaged or
-/// the payload runs past the end of the file; [`Error::Io`] from `r`.
+/// [`Error::Corrupt`] when it is a tar header but the archive is damaged,
+/// the payload runs past the end of the file, or the end-of-archive blocks
+/// are missing or not zero; [`Error::Io`] from `r`.
 pub fn detect(r: &dyn ReadAt) -> Result<Option<Payload>> {
+    let Some(p) = locate(r)? else {
+        return Ok(None);
+    };
+    // Every tar writer ends the member with zero padding to a 512-byte block
+    // and two zero blocks; their absence means the file was cut short.
+    let end = p.offset + p.size;
+    let tail_end = end.div_ceil(BLOCK) * BLOCK + 2 * BLOCK;
+    if r.len() < tail_end {
+        return Err(Error::corrupt(
+            "tar trailer",
+            end,
+            format!(
+                "file ends at {:#x}, before the end-of-archive blocks that end at {tail_end:#x} (truncated?)",
+                r.len()
+            ),
+        ));
+    }
+    let mut tail = vec![0u8; (tail_end - end) as usize];
+    r.read_exact_at(&mut tail, end)?;
+    if let Some(i) = tail.iter().position(|&b| b != 0) {
+        return Err(Error::corrupt(
+            "tar trailer",
+            end + i as u64,
+            "non-zero byte in the padding or end-of-archive blocks",
+        ));
+    }
+    Ok(Some(p))
+}
+
+/// Finds the member of a tar wrapper from its headers alone (what
+/// [`detect`] does before it checks the end-of-archive blocks).
+///
+/// # Errors
+/// As [`detect`], except for the end-of-archive blocks.
+pub fn locate(r: &dyn ReadAt) -> Result<Option<Payload>> {
     if r.len() < BLOCK {
         return Ok(None);
     }
@@ -116,29 +152,6 @@ pub fn detect(r: &dyn ReadAt) -> Result<Option<Payload>> {
                 ),
             ))
         }
-    }
-    // Every tar writer ends the member with zero padding to a 512-byte block
-    // and two zero blocks; their absence means the file was cut short.
-    let end = offset + size;
-    let tail_end = end.div_ceil(BLOCK) * BLOCK + 2 * BLOCK;
-    if r.len() < tail_end {
-        return Err(Error::corrupt(
-            "tar trailer",
-            end,
-            format!(
-                "file ends at {:#x}, before the end-of-archive blocks that end at {tail_end:#x} (truncated?)",
-                r.len()
-            ),
-        ));
-    }
-    let mut tail = vec![0u8; (tail_end - end) as usize];
-    r.read_exact_at(&mut tail, end)?;
-    if let Some(i) = tail.iter().position(|&b| b != 0) {
-        return Err(Error::corrupt(
-            "tar trailer",
-            end + i as u64,
-            "non-zero byte in the padding or end-of-archive blocks",
-        ));
     }
     Ok(Some(Payload {
         offset,

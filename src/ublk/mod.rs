@@ -24,8 +24,9 @@
 //!   discard reads back as zeros).
 //!
 //! [`serve`] runs the device until SIGINT, SIGTERM or SIGHUP arrives (the
-//! signals are blocked before the control device is built and collected with
-//! `sigtimedwait` by the thread that owns it, as libublk 0.4.8 requires),
+//! caller blocks them before any thread exists; the thread that owns the
+//! control device collects them with `sigtimedwait`, as libublk 0.4.8
+//! requires),
 //! or until the device is deleted from outside; then it stops and deletes
 //! the device and flushes the target.
 

@@ -12,7 +12,9 @@ use libublk::sys::{UBLK_ATTR_READ_ONLY, UBLK_ATTR_VOLATILE_CACHE, UBLK_PARAM_TYP
 use libublk::{BufDesc, BufDescList, UblkError, UblkFlags, UblkIORes};
 
 use super::handler::{handle, Request};
-use super::sys::{BlockedSignals, STOP_SIGNALS};
+use super::sys::BlockedSignals;
+#[cfg(doc)]
+use super::sys::STOP_SIGNALS;
 use super::{Target, SECTOR_SIZE};
 
 /// The ublk driver's control node.
@@ -175,10 +177,16 @@ pub fn preflight() -> Result<(), ServeError> {
         .map_err(ServeError::Control)
 }
 
-/// Serves `target` as a new ublk device until a stop signal arrives or the
-/// device is deleted; then stops and deletes the device and flushes the
-/// target. SIGINT, SIGTERM and SIGHUP are blocked in the calling thread
-/// while this runs.
+/// Serves `target` as a new ublk device until one of the `signals` arrives
+/// or the device is deleted; then stops and deletes the device and flushes
+/// the target.
+///
+/// The caller blocks the stop signals ([`STOP_SIGNALS`]) with
+/// [`BlockedSignals::block`] before it starts any thread — opening a stack
+/// may start the thread pool that decompresses large reads — so that every
+/// thread of the process has them blocked and they wait for this function's
+/// `sigtimedwait` (a thread without them blocked would take the default
+/// action: the process would die with its device left behind).
 ///
 /// # Errors
 /// Everything that keeps the device from going live. Failures after that
@@ -187,6 +195,7 @@ pub fn serve(
     target: Arc<dyn Target>,
     opts: &Options,
     observer: Arc<dyn Observer>,
+    signals: &Arc<BlockedSignals>,
 ) -> Result<Stopped, ServeError> {
     preflight()?;
     let size = target.size() / SECTOR_SIZE * SECTOR_SIZE;
@@ -201,14 +210,6 @@ pub fn serve(
         ));
     }
     let read_only = target.read_only();
-
-    // Blocked before the control device and its queue threads exist, so
-    // that every thread inherits the mask and the signals wait for the
-    // device thread's sigtimedwait.
-    let signals = Arc::new(
-        BlockedSignals::block(&STOP_SIGNALS)
-            .map_err(|e| ServeError::Invalid(format!("blocking the stop signals: {e}")))?,
-    );
 
     let added_id = Arc::new(Mutex::new(None::<u32>));
     let (started_tx, started_rx) = mpsc::channel::<()>();
@@ -308,10 +309,8 @@ pub fn serve(
     let flush = if read_only { Ok(()) } else { target.flush() };
     // Dropping the control deletes the device (asynchronously).
     drop(ctrl);
-    // Signals that came in during the teardown are answered by it; only
-    // then may a stop signal take its default action again.
+    // Signals that came in during the teardown are answered by it.
     while signals.wait(Duration::ZERO).is_some() {}
-    drop(signals);
     let reason = reason?;
     Ok(Stopped { id, reason, flush })
 }

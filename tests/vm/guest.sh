@@ -190,13 +190,15 @@ check_corrupt() {
 }
 
 check_sigterm() {
-    obd attach --foreground "$FX/L0.commit" >/tmp/fg.out 2>/tmp/fg.err &
+    obd attach --foreground "$FX/L0.lz4.tar" "$FX/L1.lz4-bs16.zfile" >/tmp/fg.out 2>/tmp/fg.err &
     pid=$!
     if ! wait_for 30 grep -q /dev/ublkb /tmp/fg.out; then
         fail sigterm "foreground attach did not print a device: $(cat /tmp/fg.err)"; kill -9 $pid; return
     fi
     dev=$(cat /tmp/fg.out)
-    head -c 65536 "$dev" >/dev/null || { fail sigterm "reading $dev"; kill -9 $pid; return; }
+    # Large reads start the decompression thread pool: its threads must not
+    # take the SIGTERM meant for the server.
+    dd if="$dev" of=/dev/null bs=1M count=4 iflag=direct 2>/dev/null || { fail sigterm "reading $dev"; kill -9 $pid; return; }
     [ -e "$OBD_RUN_DIR/${dev#/dev/ublkb}.json" ] || { fail sigterm "no run-state record"; kill -9 $pid; return; }
     kill -TERM $pid
     wait $pid; rc=$?
@@ -208,7 +210,8 @@ check_sigterm() {
         fail sigterm "run-state record left behind"
     else
         # The background server stops on SIGTERM too.
-        dev=$(obd attach "$FX/L0.commit") || { fail sigterm "background attach"; return; }
+        dev=$(obd attach "$FX/L0.lz4.tar") || { fail sigterm "background attach"; return; }
+        dd if="$dev" of=/dev/null bs=1M count=4 iflag=direct 2>/dev/null
         spid=$(list_field pid)
         kill -TERM "$spid"
         if wait_for 30 no_ublk_devices && wait_for 10 dead "$spid"; then

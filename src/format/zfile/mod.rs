@@ -22,11 +22,13 @@
 //! The golden files are made by overlaybd `063821fc` (lz4 1.8.3 one-shot,
 //! libzstd 1.5.4 level 3); see `tests/fixtures/overlaybd/MANIFEST.json`.
 
+pub mod cache;
 pub mod raw;
 mod reader;
 mod record;
 pub mod writer;
 
+pub use cache::{BlockCache, CacheOptions, CacheStats};
 pub use reader::{OpenOptions, ZFile};
 pub use record::{flag_names, Record};
 pub use writer::{Writer, WriterOptions};
