@@ -2,14 +2,16 @@
 //!
 //! The kernel's ublk driver (Linux ≥ 6.0, module `ublk_drv`) forwards every
 //! block request of `/dev/ublkbN` to a userspace server; obd is that server,
-//! built on libublk 0.4.8. A [`Target`] — normally a read-only
-//! [`Stack`](crate::stack::Stack) through [`ReadOnly`] — answers the
-//! requests:
+//! built on libublk 0.4.8. A [`Target`] — a read-only
+//! [`Stack`](crate::stack::Stack), a writable layer over one, or any
+//! [`ReadAt`] view through [`ReadOnly`] — answers the requests:
 //!
 //! - 512-byte logical sectors (4 KiB physical); the device size is the
 //!   target's size rounded down to a whole sector;
 //! - one thread per hardware queue, each with a synchronous handler and one
-//!   I/O buffer per tag (`--queues`, `--depth`);
+//!   1 MiB I/O buffer per tag (`--queues`, `--depth`);
+//! - holes and zeroed extents are answered without reading anything, and a
+//!   tag's buffer that already holds zeros is not zeroed again;
 //! - read-only targets set `UBLK_ATTR_READ_ONLY`; any write, discard or
 //!   write-zeroes that still arrives (ext4 writes its journal superblock on
 //!   unmount unless mounted `noload`) completes with `-EROFS`;
@@ -26,9 +28,8 @@
 //! [`serve`] runs the device until SIGINT, SIGTERM or SIGHUP arrives (the
 //! caller blocks them before any thread exists; the thread that owns the
 //! control device collects them with `sigtimedwait`, as libublk 0.4.8
-//! requires),
-//! or until the device is deleted from outside; then it stops and deletes
-//! the device and flushes the target.
+//! requires), or until the device is deleted from outside; then it stops
+//! and deletes the device and flushes the target.
 
 mod handler;
 pub mod runstate;
