@@ -32,6 +32,11 @@ complete -c obd -n "__fish_obd_needs_command" -f -a "inspect" -d 'Show headers, 
 complete -c obd -n "__fish_obd_needs_command" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
 complete -c obd -n "__fish_obd_needs_command" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
 complete -c obd -n "__fish_obd_needs_command" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
+complete -c obd -n "__fish_obd_needs_command" -f -a "create" -d 'Create an empty writable layer (data file + index file)'
+complete -c obd -n "__fish_obd_needs_command" -f -a "commit" -d 'Seal a writable layer into a read-only layer, seal in place, or commit a raw image\'s difference'
+complete -c obd -n "__fish_obd_needs_command" -f -a "merge" -d 'Flatten a stack of read-only layers into one read-only layer'
+complete -c obd -n "__fish_obd_needs_command" -f -a "zfile" -d 'Compress or decompress ZFile containers'
+complete -c obd -n "__fish_obd_needs_command" -f -a "verify" -d 'Check layer blobs (files or directories) for every corruption the formats can reveal'
 complete -c obd -n "__fish_obd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l index -d 'List every index segment (sectors: offset, length, moffset)'
@@ -48,18 +53,101 @@ complete -c obd -n "__fish_obd_using_subcommand map" -s h -l help -d 'Print help
 complete -c obd -n "__fish_obd_using_subcommand map" -s V -l version -d 'Print version'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s o -l output -d 'Output raw image, or `-` for stdout' -r -F
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s f -l force -d 'Replace OUT if it exists'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s h -l help -d 'Print help'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s V -l version -d 'Print version'
-complete -c obd -n "__fish_obd_using_subcommand demo" -l keep -d 'Keep the sample files in this directory instead of a temporary one' -r -F
+complete -c obd -n "__fish_obd_using_subcommand demo" -l keep -d 'Keep the sample files in this directory (created; must be empty) instead of a temporary one' -r -F
 complete -c obd -n "__fish_obd_using_subcommand demo" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand demo" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand demo" -s h -l help -d 'Print help'
 complete -c obd -n "__fish_obd_using_subcommand demo" -s V -l version -d 'Print version'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "inspect" -d 'Show headers, trailers, indexes and containers of layer blobs, or a stack\'s merged view'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c obd -n "__fish_obd_using_subcommand create" -l size -d 'Virtual disk size (e.g. 1G, 64M; a multiple of 512; 0 = inherit from the lower layers)' -r
+complete -c obd -n "__fish_obd_using_subcommand create" -l uuid -d 'UUID of the layer (default: a random version-4 UUID)' -r
+complete -c obd -n "__fish_obd_using_subcommand create" -s p -l parent-uuid -d 'Parent UUID (default: the null UUID)' -r
+complete -c obd -n "__fish_obd_using_subcommand create" -s s -l sparse -d 'Sparse layer: data written in place, index file left empty'
+complete -c obd -n "__fish_obd_using_subcommand create" -s f -l force -d 'Replace DATA and INDEX if they exist'
+complete -c obd -n "__fish_obd_using_subcommand create" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand create" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand create" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand create" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand commit" -s m -l message -d 'Commit message, stored in the layer\'s user tag (at most 256 bytes)' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l uuid -d 'UUID of the new layer (default: the null UUID, as the reference)' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -s p -l parent-uuid -d 'Parent UUID (default: the source\'s parent; with --raw, the top base layer\'s uuid)' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l algorithm -d 'Block compression algorithm' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l level -d 'zstd level (1..=22; the reference always uses 3). Not stored in the file' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l block-size -d 'Uncompressed block size: 4K, 8K, 16K, 32K or 64K' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l threads -d 'Compression threads (default: one per core). The output does not depend on it' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l raw -d 'Commit the difference between this raw image and the base stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand commit" -l base -d 'A base layer for --raw, bottom first (repeat for a stack)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand commit" -s z -l zfile -d 'Compress the layer into a ZFile whose header holds the final index (as `overlaybd-commit -z`)'
+complete -c obd -n "__fish_obd_using_subcommand commit" -s t -l tar -d 'Wrap the output in a one-member tar (works without --zfile too, unlike the reference)'
+complete -c obd -n "__fish_obd_using_subcommand commit" -s f -l force -d 'Replace OUT if it exists'
+complete -c obd -n "__fish_obd_using_subcommand commit" -l seal -d 'Seal DATA in place (append its index and a trailer); no OUT'
+complete -c obd -n "__fish_obd_using_subcommand commit" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand commit" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand commit" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand commit" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand merge" -s o -l output -d 'Output layer' -r -F
+complete -c obd -n "__fish_obd_using_subcommand merge" -l algorithm -d 'Block compression algorithm' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l level -d 'zstd level (1..=22; the reference always uses 3). Not stored in the file' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l block-size -d 'Uncompressed block size: 4K, 8K, 16K, 32K or 64K' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l threads -d 'Compression threads (default: one per core). The output does not depend on it' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l uuid -d 'UUID of the merged layer (default: the null UUID)' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -s p -l parent-uuid -d 'Parent UUID (default: the bottom layer\'s parent)' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -s m -l message -d 'Commit message (default: none, as `overlaybd-merge`)' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -s z -l zfile -d 'Compress the output into a ZFile (trailer only, as `overlaybd-merge`)'
+complete -c obd -n "__fish_obd_using_subcommand merge" -s t -l tar -d 'Wrap the output in a one-member tar'
+complete -c obd -n "__fish_obd_using_subcommand merge" -s f -l force -d 'Replace OUT if it exists'
+complete -c obd -n "__fish_obd_using_subcommand merge" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand merge" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand merge" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand merge" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subcommand_from compress decompress help" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subcommand_from compress decompress help" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subcommand_from compress decompress help" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subcommand_from compress decompress help" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subcommand_from compress decompress help" -f -a "compress" -d 'Compress a file (or stdin) into a ZFile, optionally tar-wrapped'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subcommand_from compress decompress help" -f -a "decompress" -d 'Decompress a ZFile (tar wrapper detected) into a plain file or stdout'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subcommand_from compress decompress help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l algorithm -d 'Block compression algorithm' -r
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l level -d 'zstd level (1..=22; the reference always uses 3). Not stored in the file' -r
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l block-size -d 'Uncompressed block size: 4K, 8K, 16K, 32K or 64K' -r
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l threads -d 'Compression threads (default: one per core). The output does not depend on it' -r
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l tar -d 'Wrap the ZFile in a one-member tar, as `overlaybd-zfile -t` does'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -s f -l force -d 'Replace OUT if it exists'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -l threads -d 'Decompression threads (default: one per core)' -r
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -s f -l force -d 'Replace OUT if it exists'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from help" -f -a "compress" -d 'Compress a file (or stdin) into a ZFile, optionally tar-wrapped'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from help" -f -a "decompress" -d 'Decompress a ZFile (tar wrapper detected) into a plain file or stdout'
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c obd -n "__fish_obd_using_subcommand verify" -l digest -d 'The SHA-256 the blob must have, as a registry digest (the whole file as stored); checked in the same pass as everything else. One file only' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand verify" -l threads -d 'Worker threads (default: one per CPU)' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l stack -d 'Also check the files as one stack (bottom first): parent-uuid chain, virtual sizes, each layer valid'
+complete -c obd -n "__fish_obd_using_subcommand verify" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c obd -n "__fish_obd_using_subcommand verify" -s q -l quiet -d 'Do not show progress bars'
+complete -c obd -n "__fish_obd_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c obd -n "__fish_obd_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo create commit merge zfile verify help" -f -a "inspect" -d 'Show headers, trailers, indexes and containers of layer blobs, or a stack\'s merged view'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo create commit merge zfile verify help" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo create commit merge zfile verify help" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo create commit merge zfile verify help" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo create commit merge zfile verify help" -f -a "create" -d 'Create an empty writable layer (data file + index file)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo create commit merge zfile verify help" -f -a "commit" -d 'Seal a writable layer into a read-only layer, seal in place, or commit a raw image\'s difference'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo create commit merge zfile verify help" -f -a "merge" -d 'Flatten a stack of read-only layers into one read-only layer'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo create commit merge zfile verify help" -f -a "zfile" -d 'Compress or decompress ZFile containers'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo create commit merge zfile verify help" -f -a "verify" -d 'Check layer blobs (files or directories) for every corruption the formats can reveal'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo create commit merge zfile verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c obd -n "__fish_obd_using_subcommand help; and __fish_seen_subcommand_from zfile" -f -a "compress" -d 'Compress a file (or stdin) into a ZFile, optionally tar-wrapped'
+complete -c obd -n "__fish_obd_using_subcommand help; and __fish_seen_subcommand_from zfile" -f -a "decompress" -d 'Decompress a ZFile (tar wrapper detected) into a plain file or stdout'

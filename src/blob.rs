@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::lsmt::Layer;
 use crate::format::tar::{self, Payload};
 use crate::format::zfile::{self, ZFile};
@@ -87,6 +87,14 @@ impl Blob {
     /// # Errors
     /// Format errors of the LSMT layer.
     pub fn layer(&self) -> Result<Layer> {
+        if !is_lsmt(self.view.as_ref())? {
+            let what = match (&self.tar, &self.zfile) {
+                (_, Some(_)) => "the ZFile holds no LSMT layer (a raw image?)",
+                (Some(_), None) => "the tar member is not a ZFile or LSMT layer",
+                (None, None) => "no tar, ZFile or LSMT magic: not an overlaybd layer blob",
+            };
+            return Err(Error::corrupt("layer blob", 0, what));
+        }
         Layer::open_ro(self.view.clone())
     }
 }

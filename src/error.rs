@@ -17,14 +17,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[allow(missing_docs)] // field names say what they hold
 pub enum Error {
     /// The operating system failed a read or write.
-    #[error("{what} at {offset:#x}: {source}")]
+    // `cause`, not `source`: thiserror would make a field named `source` the
+    // error's source, and the message already carries it (anyhow would print
+    // it twice).
+    #[error("{what} at {offset:#x}: {cause}")]
     Io {
         what: &'static str,
         offset: u64,
-        // Not `#[source]`: the message already carries it, and anyhow would
-        // print it twice.
-        source: io::Error,
+        cause: io::Error,
     },
+    /// A file could not be opened.
+    #[error("cannot open: {cause}")]
+    Open { cause: io::Error },
     /// A magic number did not match.
     #[error("{what} at {offset:#x}: bad magic")]
     BadMagic { what: &'static str, offset: u64 },
@@ -61,11 +65,11 @@ pub enum Error {
         size: u64,
     },
     /// An error inside one layer of a stack.
-    #[error("{path}: {source}")]
+    #[error("{path}: {inner}")]
     InLayer {
         path: String,
         // Displayed inline (see `Io`).
-        source: Box<Error>,
+        inner: Box<Error>,
     },
     /// An argument given to the library is not acceptable.
     #[error("{what}: {detail}")]
@@ -100,12 +104,17 @@ impl Error {
     }
 
     /// Wraps an I/O error.
-    pub fn io(what: &'static str, offset: u64, source: io::Error) -> Self {
+    pub fn io(what: &'static str, offset: u64, cause: io::Error) -> Self {
         Error::Io {
             what,
             offset,
-            source,
+            cause,
         }
+    }
+
+    /// Wraps the error of opening a file.
+    pub fn open(cause: io::Error) -> Self {
+        Error::Open { cause }
     }
 
     /// The errno a block device should report for this error: the OS error
@@ -113,9 +122,11 @@ impl Error {
     /// everything that is wrong with the data.
     pub fn errno(&self) -> i32 {
         match self {
-            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            Error::Io { cause, .. } | Error::Open { cause } => {
+                cause.raw_os_error().unwrap_or(libc::EIO)
+            }
             Error::Invalid { .. } | Error::OutOfRange { .. } => libc::EINVAL,
-            Error::InLayer { source, .. } => source.errno(),
+            Error::InLayer { inner, .. } => inner.errno(),
             _ => libc::EIO,
         }
     }
@@ -124,7 +135,7 @@ impl Error {
     /// operating-system failure or an unsupported feature).
     pub fn is_corruption(&self) -> bool {
         match self {
-            Error::InLayer { source, .. } => source.is_corruption(),
+            Error::InLayer { inner, .. } => inner.is_corruption(),
             e => matches!(
                 e,
                 Error::BadMagic { .. } | Error::Corrupt { .. } | Error::Checksum { .. }

@@ -358,7 +358,7 @@ fn inspect_lsmt(
         return Ok((kind, Some(layer_report(&layer, with_segments))));
     }
     if header.is_sparse() {
-        let file = std::fs::File::open(path).map_err(|e| Error::io("file", 0, e))?;
+        let file = std::fs::File::open(path).map_err(Error::open)?;
         let layer = Layer::open_rw(
             file,
             std::fs::File::open("/dev/null").map_err(|e| Error::io("file", 0, e))?,

@@ -59,7 +59,7 @@ impl FileAt {
     /// # Errors
     /// The open or `fstat` error.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io("file", 0, e))?;
+        let file = File::open(path).map_err(Error::open)?;
         Self::new(file)
     }
 

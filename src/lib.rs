@@ -13,15 +13,20 @@
 pub mod blob;
 pub mod checksum;
 pub mod cmd;
+pub mod commit;
 pub mod error;
 pub mod flatten;
 pub mod format;
 pub mod fsutil;
 pub mod inspect;
 pub mod io;
+pub mod output;
+mod par;
+pub mod pipeline;
 pub mod sample;
 pub mod stack;
 pub mod uuid;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use io::ReadAt;

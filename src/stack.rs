@@ -4,6 +4,21 @@
 //! zeroed entries hide lower data and read as zeros; unmapped sectors (holes)
 //! read as zeros. The virtual size is that of the topmost layer with a
 //! non-zero size (a writable top layer's own size when non-zero).
+//!
+//! How a read is served:
+//! - the merged index is a [`MergedIndex`]: 16-byte packed mappings and a
+//!   cache-line B+ tree over them, searched with AVX-512, AVX2 or portable
+//!   code chosen at run time ([`Kernel`]);
+//! - a request walks the mappings from the one holding its first sector;
+//!   adjacent mappings of one layer whose data is contiguous become one read
+//!   of that layer;
+//! - ZFile layers share one decompressed-block cache ([`ReadOptions::cache`],
+//!   [`BlockCache`]); a block is fetched and decompressed at most once while
+//!   it stays cached, and a whole 4 KiB block is decompressed straight into
+//!   the caller's buffer;
+//! - requests of 256 KiB or more are cut at 128 KiB boundaries of their
+//!   layers' data (block boundaries of any ZFile) and decompressed on the
+//!   calling thread and idle rayon threads ([`ReadOptions::parallel`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,10 +28,51 @@ use serde::Serialize;
 
 use crate::blob::{Blob, BlobOptions};
 use crate::error::{Error, Result};
-use crate::format::lsmt::index;
 use crate::format::lsmt::raw::{MAX_STACK_LAYERS, SECTOR_SIZE};
 use crate::format::lsmt::{Kind, Layer, Segment};
+use crate::format::zfile::{BlockCache, CacheOptions};
 use crate::io::{check_range, ReadAt};
+
+mod index;
+mod mem;
+// AVX-512 and AVX2 kernels: x86-64 and Rust ≥ 1.89 (see build.rs).
+#[cfg(obd_simd)]
+#[clippy::msrv = "1.89"]
+mod simd;
+#[cfg(test)]
+mod tests;
+
+pub use index::{Kernel, Mapping, MergedIndex, PackedMapping};
+
+/// How a stack reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// How layer blobs are opened (CRC checking).
+    pub blob: BlobOptions,
+    /// The decompressed-block cache shared by the stack's ZFile layers.
+    pub cache: CacheOptions,
+    /// Decompress the blocks of large reads on several threads.
+    pub parallel: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            blob: BlobOptions::default(),
+            cache: CacheOptions::default(),
+            parallel: true,
+        }
+    }
+}
+
+impl From<BlobOptions> for ReadOptions {
+    fn from(blob: BlobOptions) -> Self {
+        ReadOptions {
+            blob,
+            ..Default::default()
+        }
+    }
+}
 
 /// One layer of a stack and where it came from.
 pub struct StackLayer {
@@ -48,37 +104,13 @@ impl StackLayer {
     /// # Errors
     /// Format and I/O errors of either file.
     pub fn open_rw(data: &Path, index: &Path) -> Result<Self> {
-        let d = File::open(data).map_err(|e| Error::io("lsmt data file", 0, e))?;
-        let i = File::open(index).map_err(|e| Error::io("lsmt index file", 0, e))?;
+        let d = File::open(data).map_err(|e| at_path(data, Error::open(e)))?;
+        let i = File::open(index).map_err(|e| at_path(index, Error::open(e)))?;
         Ok(StackLayer {
             name: data.display().to_string(),
             layer: Layer::open_rw(d, i)?,
             blob: None,
         })
-    }
-}
-
-/// One entry of the merged index: sectors, like the on-disk index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mapping {
-    /// First LBA.
-    pub offset: u64,
-    /// Physical sector in the layer's view (unused when zeroed).
-    pub moffset: u64,
-    /// Sectors.
-    pub length: u32,
-    /// Layer number, bottom first.
-    pub layer: u16,
-    /// Reads as zeros.
-    pub zeroed: bool,
-}
-const _: () = assert!(core::mem::size_of::<Mapping>() <= 24);
-
-impl Mapping {
-    /// One past the last LBA.
-    #[inline]
-    pub fn end(&self) -> u64 {
-        self.offset + self.length as u64
     }
 }
 
@@ -118,8 +150,19 @@ pub struct Extent {
 pub struct Stack {
     layers: Vec<StackLayer>,
     readers: Vec<Arc<dyn ReadAt>>,
-    index: Vec<Mapping>,
+    index: MergedIndex,
     virtual_size: u64,
+    cache: Option<BlockCache>,
+    parallel: bool,
+}
+
+/// A run of a request with one source: `len` bytes at `dst` in the caller's
+/// buffer, from byte `at` of layer `layer`'s view, or zeros.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    dst: usize,
+    len: usize,
+    src: Option<(u16, u64)>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -134,7 +177,8 @@ impl std::fmt::Debug for Stack {
 
 impl Stack {
     /// Opens read-only layer files (bottom first) and an optional writable
-    /// top layer `(data, index)`.
+    /// top layer `(data, index)`, with the default [`ReadOptions`] (a 64 MiB
+    /// block cache, parallel decompression).
     ///
     /// # Errors
     /// The first layer that fails to open, with its path.
@@ -143,22 +187,47 @@ impl Stack {
         upper: Option<(&Path, &Path)>,
         opts: BlobOptions,
     ) -> Result<Self> {
-        let mut layers = Vec::with_capacity(paths.len() + 1);
-        for p in paths {
-            layers.push(StackLayer::open_ro(p, opts).map_err(|e| at_path(p, e))?);
-        }
-        if let Some((d, i)) = upper {
-            layers.push(StackLayer::open_rw(d, i).map_err(|e| at_path(d, e))?);
-        }
-        Self::new(layers)
+        Self::open_with(paths, upper, opts.into())
     }
 
-    /// Merges already opened layers (bottom first).
+    /// [`Stack::open`] with read options (cache size, parallelism).
+    ///
+    /// # Errors
+    /// The first layer that fails to open, with its path.
+    pub fn open_with(
+        paths: &[PathBuf],
+        upper: Option<(&Path, &Path)>,
+        opts: ReadOptions,
+    ) -> Result<Self> {
+        let mut layers = Vec::with_capacity(paths.len() + 1);
+        for p in paths {
+            layers.push(StackLayer::open_ro(p, opts.blob).map_err(|e| at_path(p, e))?);
+        }
+        if let Some((d, i)) = upper {
+            layers.push(StackLayer::open_rw(d, i).map_err(|e| match e {
+                e @ Error::InLayer { .. } => e,
+                e => at_path(d, e),
+            })?);
+        }
+        Self::new_with(layers, opts)
+    }
+
+    /// Merges already opened layers (bottom first), with the default
+    /// [`ReadOptions`].
     ///
     /// # Errors
     /// [`Error::Invalid`] for an empty stack or too many layers, or a merged
     /// index over the limit.
     pub fn new(layers: Vec<StackLayer>) -> Result<Self> {
+        Self::new_with(layers, ReadOptions::default())
+    }
+
+    /// [`Stack::new`] with read options: the block cache (if any) is
+    /// attached to every ZFile layer that has none yet.
+    ///
+    /// # Errors
+    /// As [`Stack::new`].
+    pub fn new_with(layers: Vec<StackLayer>, opts: ReadOptions) -> Result<Self> {
         if layers.is_empty() {
             return Err(Error::invalid("stack", "no layers given"));
         }
@@ -186,7 +255,7 @@ impl Stack {
             .rev()
             .map(|l| l.layer.segments.as_slice())
             .collect();
-        let merged = index::merge(&top_first)?;
+        let merged = crate::format::lsmt::index::merge(&top_first)?;
         if merged.len() as u64 > crate::format::lsmt::raw::MAX_INDEX_ENTRIES {
             return Err(Error::invalid(
                 "stack",
@@ -194,16 +263,23 @@ impl Stack {
             ));
         }
         let n = layers.len();
-        let index = merged
+        let packed = merged
             .into_iter()
-            .map(|s| Mapping {
-                offset: s.offset,
-                moffset: s.moffset,
-                length: s.length,
-                layer: (n - 1 - s.tag as usize) as u16,
-                zeroed: s.zeroed,
+            .map(|s| {
+                let m = Mapping {
+                    offset: s.offset,
+                    moffset: s.moffset,
+                    length: s.length,
+                    layer: (n - 1 - s.tag as usize) as u16,
+                    zeroed: s.zeroed,
+                };
+                PackedMapping::pack(&m).ok_or_else(|| {
+                    Error::invalid("stack", format!("merged entry {m:?} is out of range"))
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
+        let index = MergedIndex::build(&packed);
+        drop(packed);
         let ro_size = layers[..ro]
             .iter()
             .rev()
@@ -219,11 +295,24 @@ impl Stack {
             ro_size
         };
         let readers = layers.iter().map(|l| l.layer.data.clone()).collect();
+        let zfiles: Vec<_> = layers
+            .iter()
+            .filter_map(|l| l.blob.as_ref().and_then(|b| b.zfile.as_ref()))
+            .collect();
+        let cache = (opts.cache.size > 0 && !zfiles.is_empty()).then(|| {
+            let c = BlockCache::new(opts.cache);
+            for z in &zfiles {
+                z.set_cache(&c);
+            }
+            c
+        });
         Ok(Stack {
             layers,
             readers,
             index,
             virtual_size,
+            cache,
+            parallel: opts.parallel,
         })
     }
 
@@ -232,9 +321,14 @@ impl Stack {
         &self.layers
     }
 
-    /// The merged index, in LBA order.
-    pub fn mappings(&self) -> &[Mapping] {
+    /// The merged index, in LBA order (iterate it for [`Mapping`]s).
+    pub fn mappings(&self) -> &MergedIndex {
         &self.index
+    }
+
+    /// The block cache the stack's ZFile layers share, if any.
+    pub fn cache(&self) -> Option<&BlockCache> {
+        self.cache.as_ref()
     }
 
     /// Size of the virtual disk in bytes.
@@ -245,7 +339,7 @@ impl Stack {
     /// Index of the first mapping that ends after sector `lba`.
     #[inline]
     fn find(&self, lba: u64) -> usize {
-        self.index.partition_point(|m| m.end() <= lba)
+        self.index.lookup(lba)
     }
 
     /// The extents covering `[start, start + len)` of the virtual disk
@@ -286,15 +380,15 @@ impl Stack {
         let mut i = self.find(start / SECTOR_SIZE);
         while pos < end {
             match self.index.get(i) {
-                Some(m) if m.offset * SECTOR_SIZE <= pos => {
-                    let mstart = m.offset * SECTOR_SIZE;
+                Some(m) if m.offset() * SECTOR_SIZE <= pos => {
+                    let mstart = m.offset() * SECTOR_SIZE;
                     let stop = (m.end() * SECTOR_SIZE).min(end);
-                    let source = if m.zeroed {
-                        Source::Zero { layer: m.layer }
+                    let source = if m.zeroed() {
+                        Source::Zero { layer: m.layer() }
                     } else {
                         Source::Data {
-                            layer: m.layer,
-                            offset: m.moffset * SECTOR_SIZE + (pos - mstart),
+                            layer: m.layer(),
+                            offset: m.moffset() * SECTOR_SIZE + (pos - mstart),
                         }
                     };
                     push(Extent {
@@ -306,7 +400,7 @@ impl Stack {
                     i += 1;
                 }
                 Some(m) => {
-                    let stop = (m.offset * SECTOR_SIZE).min(end);
+                    let stop = (m.offset() * SECTOR_SIZE).min(end);
                     push(Extent {
                         start: pos,
                         length: stop - pos,
@@ -337,8 +431,129 @@ fn at_path(p: &Path, e: Error) -> Error {
         },
         other => Error::InLayer {
             path: p.display().to_string(),
-            source: Box::new(other),
+            inner: Box::new(other),
         },
+    }
+}
+
+impl Stack {
+    /// Walks `[offset, offset + len)` (inside the disk) in runs of one
+    /// source, adjacent mappings of one layer with contiguous data joined
+    /// into one run, so that each run is one read.
+    #[inline]
+    fn for_each_run(
+        &self,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(Run) -> Result<()>,
+    ) -> Result<()> {
+        let end = offset + len;
+        let mut pos = offset;
+        let mut i = self.find(offset / SECTOR_SIZE);
+        let mut pending: Option<Run> = None;
+        while pos < end {
+            let (stop, src) = match self.index.get(i) {
+                Some(m) if m.offset() * SECTOR_SIZE <= pos => {
+                    i += 1;
+                    let stop = (m.end() * SECTOR_SIZE).min(end);
+                    let src = (!m.zeroed()).then(|| {
+                        let at = m.moffset() * SECTOR_SIZE + (pos - m.offset() * SECTOR_SIZE);
+                        (m.layer(), at)
+                    });
+                    (stop, src)
+                }
+                Some(m) => ((m.offset() * SECTOR_SIZE).min(end), None),
+                None => (end, None),
+            };
+            let n = (stop - pos) as usize;
+            match &mut pending {
+                Some(p)
+                    if match (p.src, src) {
+                        (None, None) => true,
+                        (Some((l, a)), Some((k, b))) => l == k && a + p.len as u64 == b,
+                        _ => false,
+                    } =>
+                {
+                    p.len += n
+                }
+                _ => {
+                    if let Some(p) = pending.take() {
+                        f(p)?;
+                    }
+                    pending = Some(Run {
+                        dst: (pos - offset) as usize,
+                        len: n,
+                        src,
+                    });
+                }
+            }
+            pos = stop;
+        }
+        match pending {
+            Some(p) => f(p),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads `buf.len()` bytes at byte `at` of layer `layer`'s view.
+    #[inline]
+    fn read_layer(&self, layer: u16, buf: &mut [u8], at: u64) -> Result<()> {
+        self.readers[layer as usize]
+            .read_exact_at(buf, at)
+            .map_err(|e| Error::InLayer {
+                path: self.layers[layer as usize].name.clone(),
+                inner: Box::new(e),
+            })
+    }
+
+    /// A large read: zero runs filled here, data runs cut into pieces at
+    /// multiples of [`crate::par::PIECE`] of their layer's offsets (block
+    /// boundaries of any ZFile) and read on several threads.
+    fn read_split(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let piece = crate::par::PIECE;
+        let mut runs = Vec::new();
+        self.for_each_run(offset, buf.len() as u64, |r| {
+            runs.push(r);
+            Ok(())
+        })?;
+        let mut pieces: Vec<(&mut [u8], u16, u64)> =
+            Vec::with_capacity(runs.len() + buf.len() / piece as usize + 1);
+        let mut rest = buf;
+        for r in runs {
+            // Runs tile the request in order.
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(r.len);
+            rest = tail;
+            let Some((layer, mut at)) = r.src else {
+                mine.fill(0);
+                continue;
+            };
+            let mut mine = mine;
+            while !mine.is_empty() {
+                let cut = ((at / piece + 1) * piece - at).min(mine.len() as u64) as usize;
+                let (a, b) = std::mem::take(&mut mine).split_at_mut(cut);
+                pieces.push((a, layer, at));
+                at += cut as u64;
+                mine = b;
+            }
+        }
+        crate::par::run(pieces, &|(b, layer, at)| self.read_layer(layer, b, at))
+    }
+}
+
+impl Stack {
+    /// Reads `[offset, offset + buf.len())` (in range) on this thread.
+    #[inline]
+    fn read_serial(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.for_each_run(offset, buf.len() as u64, |r| {
+            let dst = &mut buf[r.dst..r.dst + r.len];
+            match r.src {
+                None => {
+                    dst.fill(0);
+                    Ok(())
+                }
+                Some((layer, at)) => self.read_layer(layer, dst, at),
+            }
+        })
     }
 }
 
@@ -349,41 +564,14 @@ impl ReadAt for Stack {
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         check_range("stack", offset, buf.len(), self.virtual_size)?;
-        let end = offset + buf.len() as u64;
-        let mut pos = offset;
-        let mut i = self.find(offset / SECTOR_SIZE);
-        while pos < end {
-            let dst_at = (pos - offset) as usize;
-            match self.index.get(i) {
-                Some(m) if m.offset * SECTOR_SIZE <= pos => {
-                    let mstart = m.offset * SECTOR_SIZE;
-                    let stop = (m.end() * SECTOR_SIZE).min(end);
-                    let dst = &mut buf[dst_at..dst_at + (stop - pos) as usize];
-                    if m.zeroed {
-                        dst.fill(0);
-                    } else {
-                        let at = m.moffset * SECTOR_SIZE + (pos - mstart);
-                        self.readers[m.layer as usize]
-                            .read_exact_at(dst, at)
-                            .map_err(|e| Error::InLayer {
-                                path: self.layers[m.layer as usize].name.clone(),
-                                source: Box::new(e),
-                            })?;
-                    }
-                    pos = stop;
-                    i += 1;
-                }
-                Some(m) => {
-                    let stop = (m.offset * SECTOR_SIZE).min(end);
-                    buf[dst_at..dst_at + (stop - pos) as usize].fill(0);
-                    pos = stop;
-                }
-                None => {
-                    buf[dst_at..].fill(0);
-                    pos = end;
-                }
+        if buf.len() >= crate::par::MIN_SPLIT {
+            if self.parallel && crate::par::should_split(buf.len()) {
+                return self.read_split(buf, offset);
             }
+            // Serially, but as a large read: layers neither split it again
+            // nor fill the block cache with it.
+            return crate::par::as_large_read(|| self.read_serial(buf, offset));
         }
-        Ok(())
+        self.read_serial(buf, offset)
     }
 }

@@ -171,3 +171,28 @@ fn corrupt_zfile_block_is_reported_with_its_number() {
     assert!(matches!(e, obd::Error::Checksum { block: 3, .. }), "{e}");
     z.read_exact_at(&mut buf, 2 * 16384).unwrap();
 }
+
+/// Every truncation of a tar-wrapped layer is an error, including cuts in
+/// the padding and end-of-archive blocks after the payload.
+#[test]
+fn tar_truncated_after_the_payload_is_an_error() {
+    let name = "L2.lz4-bs64.tar";
+    let bytes = std::fs::read(fx(name)).unwrap();
+    let payload_end = 1536 + 89476;
+    let dir = tmpdir();
+    let p = dir.path().join(name);
+    for keep in [
+        payload_end,
+        payload_end + 1,
+        payload_end + 600,
+        bytes.len() - 1,
+    ] {
+        std::fs::write(&p, &bytes[..keep]).unwrap();
+        assert!(
+            read_all(&p).is_err(),
+            "{name} cut to {keep} bytes still opened"
+        );
+    }
+    std::fs::write(&p, &bytes).unwrap();
+    assert!(read_all(&p).is_ok());
+}

@@ -5,4 +5,6 @@ mod util;
 mod cli;
 mod corruption;
 mod fixtures;
-mod writers_smoke;
+mod read;
+mod verify;
+mod writers;

@@ -4,10 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{human, print_json, GlobalArgs, Progress, UpperArgs};
-use crate::blob::BlobOptions;
+use super::{human, print_json, CacheArgs, GlobalArgs, Progress, UpperArgs};
 use crate::fsutil::AtomicFile;
-use crate::stack::Stack;
+use crate::stack::{ReadOptions, Stack};
 
 /// Arguments of `obd flatten`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +20,9 @@ pub struct Args {
     /// Writable top layer.
     #[command(flatten)]
     pub upper: UpperArgs,
+    /// Block cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Layer blobs, bottom first.
     #[arg(required_unless_present = "upper")]
     pub layers: Vec<PathBuf>,
@@ -31,7 +33,11 @@ pub struct Args {
 /// # Errors
 /// Unreadable layers, an existing output without `--force`, write errors.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let stack = Stack::open(&a.layers, a.upper.pair(), BlobOptions::default())?;
+    let opts = ReadOptions {
+        cache: a.cache.options(),
+        ..Default::default()
+    };
+    let stack = Stack::open_with(&a.layers, a.upper.pair(), opts)?;
     let progress = Progress::bytes(g, stack.virtual_size(), "flatten");
     if a.output.as_os_str() == "-" {
         let stdout = std::io::stdout();

@@ -9,11 +9,16 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod commit;
+pub mod create;
 pub mod demo;
 pub mod flatten;
 pub mod inspect;
 pub mod map;
+pub mod merge;
 mod progress;
+pub mod verify;
+pub mod zfile;
 
 pub use progress::Progress;
 
@@ -51,6 +56,17 @@ pub enum Command {
     Flatten(flatten::Args),
     /// Build a small sample stack in a temporary directory, then inspect, map and flatten it.
     Demo(demo::Args),
+    /// Create an empty writable layer (data file + index file).
+    Create(create::Args),
+    /// Seal a writable layer into a read-only layer, seal in place, or commit a raw image's difference.
+    Commit(commit::Args),
+    /// Flatten a stack of read-only layers into one read-only layer.
+    Merge(merge::Args),
+    /// Compress or decompress ZFile containers.
+    #[command(subcommand)]
+    Zfile(zfile::Command),
+    /// Check layer blobs (files or directories) for every corruption the formats can reveal.
+    Verify(verify::Args),
 }
 
 /// A writable top layer: `--upper DATA INDEX`.
@@ -67,6 +83,24 @@ impl UpperArgs {
         match self.upper.as_deref() {
             Some([d, i]) => Some((d.as_path(), i.as_path())),
             _ => None,
+        }
+    }
+}
+
+/// The decompressed-block cache of a stack's ZFile layers: `--cache-size`.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M;
+    /// 0 turns the cache off).
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub cache_size: u64,
+}
+
+impl CacheArgs {
+    /// The library's cache options.
+    pub fn options(&self) -> crate::format::zfile::CacheOptions {
+        crate::format::zfile::CacheOptions {
+            size: self.cache_size,
         }
     }
 }
@@ -131,6 +165,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Map(a) => map::run(g, a, out),
         Command::Flatten(a) => flatten::run(g, a, out),
         Command::Demo(a) => demo::run(g, a, out),
+        Command::Zfile(c) => zfile::run(g, c, out),
+        Command::Create(a) => create::run(g, a, out),
+        Command::Commit(a) => commit::run(g, a, out),
+        Command::Merge(a) => merge::run(g, a, out),
+        Command::Verify(a) => verify::run(g, a, out),
     }
 }
 
@@ -185,7 +224,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<serde_json::Error>()
                 .is_some_and(|j| j.io_error_kind() == Some(io::ErrorKind::BrokenPipe))
             || c.downcast_ref::<crate::Error>().is_some_and(|o| {
-                matches!(o, crate::Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+                matches!(o, crate::Error::Io { cause, .. } if cause.kind() == io::ErrorKind::BrokenPipe)
             })
     })
 }

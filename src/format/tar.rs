@@ -5,6 +5,16 @@
 //! The headers are then parsed with the `tar` crate; the payload starts after
 //! the blocks actually consumed (a superset of the reference's fixed 512/1536)
 //! and its size is the PAX `size` record when present, else the header's.
+//!
+//! The writer ([`header_blocks`], [`Wrapper`]) produces the reference's
+//! layout byte for byte: a PAX `x` header named `overlaybd.pax` whose one
+//! record is `<len> size=<payload size>\n`, the record block, a ustar header
+//! `overlaybd.commit` (size field 0), the payload at byte 1536, zero padding to
+//! 512 and two zero blocks. Unlike the reference, whose ustar `mode`, `uname`
+//! and `gname` come from the output file's `st_mode` and the names of uid/gid
+//! 0, obd always writes `100644`, `root` and `root` (what the reference writes
+//! under umask 022 on a usual system), so its output does not depend on the
+//! environment.
 
 use serde::Serialize;
 
@@ -59,9 +69,45 @@ fn parse_octal(field: &[u8]) -> Option<u64> {
 /// Returns `Ok(None)` when block 0 is not a ustar header (the blob is used as is).
 ///
 /// # Errors
-/// [`Error::Corrupt`] when it is a tar header but the archive is damaged or
-/// the payload runs past the end of the file; [`Error::Io`] from `r`.
+/// [`Error::Corrupt`] when it is a tar header but the archive is damaged,
+/// the payload runs past the end of the file, or the end-of-archive blocks
+/// are missing or not zero; [`Error::Io`] from `r`.
 pub fn detect(r: &dyn ReadAt) -> Result<Option<Payload>> {
+    let Some(p) = locate(r)? else {
+        return Ok(None);
+    };
+    // Every tar writer ends the member with zero padding to a 512-byte block
+    // and two zero blocks; their absence means the file was cut short.
+    let end = p.offset + p.size;
+    let tail_end = end.div_ceil(BLOCK) * BLOCK + 2 * BLOCK;
+    if r.len() < tail_end {
+        return Err(Error::corrupt(
+            "tar trailer",
+            end,
+            format!(
+                "file ends at {:#x}, before the end-of-archive blocks that end at {tail_end:#x} (truncated?)",
+                r.len()
+            ),
+        ));
+    }
+    let mut tail = vec![0u8; (tail_end - end) as usize];
+    r.read_exact_at(&mut tail, end)?;
+    if let Some(i) = tail.iter().position(|&b| b != 0) {
+        return Err(Error::corrupt(
+            "tar trailer",
+            end + i as u64,
+            "non-zero byte in the padding or end-of-archive blocks",
+        ));
+    }
+    Ok(Some(p))
+}
+
+/// Finds the member of a tar wrapper from its headers alone (what
+/// [`detect`] does before it checks the end-of-archive blocks).
+///
+/// # Errors
+/// As [`detect`], except for the end-of-archive blocks.
+pub fn locate(r: &dyn ReadAt) -> Result<Option<Payload>> {
     if r.len() < BLOCK {
         return Ok(None);
     }
@@ -115,6 +161,169 @@ pub fn detect(r: &dyn ReadAt) -> Result<Option<Payload>> {
     }))
 }
 
+/// Bytes of the headers in front of the payload (PAX header, PAX record,
+/// ustar header).
+pub const HEADER_BYTES: u64 = 3 * BLOCK;
+
+/// Name of the PAX extended header.
+pub const PAX_NAME: &str = "overlaybd.pax";
+/// Name of the one member.
+pub const MEMBER_NAME: &str = "overlaybd.commit";
+/// The member's `mode` field: a regular file, 0644 (what the reference writes
+/// under umask 022).
+pub const MEMBER_MODE: u32 = 0o100644;
+
+/// `printf("%6o \0")` into an 8-byte field.
+fn octal8(field: &mut [u8], v: u64) {
+    let s = format!("{v:>6o} \0");
+    field.copy_from_slice(&s.as_bytes()[..8]);
+}
+
+/// `printf("%11o ")` into a 12-byte field (no NUL).
+fn octal12(field: &mut [u8], v: u64) {
+    let s = format!("{v:>11o} ");
+    field.copy_from_slice(&s.as_bytes()[..12]);
+}
+
+fn set_name(block: &mut [u8; 512], name: &str) {
+    block[..name.len()].copy_from_slice(name.as_bytes());
+}
+
+fn finish_block(block: &mut [u8; 512]) {
+    block[257..263].copy_from_slice(b"ustar\0");
+    block[263..265].copy_from_slice(b"00");
+    // The checksum counts its own field as spaces; it is zero while summed.
+    let sum: u64 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { b' ' } else { b } as u64)
+        .sum();
+    octal8(&mut block[148..156], sum);
+}
+
+/// The PAX record that carries the payload size: `"<len> size=<size>\n"`,
+/// `<len>` counting the whole record including its own digits.
+pub fn pax_size_record(size: u64) -> String {
+    let body = format!(" size={size}\n");
+    let mut len = body.len() + 1;
+    loop {
+        let total = len.to_string().len() + body.len();
+        if total == len {
+            return format!("{len}{body}");
+        }
+        len = total;
+    }
+}
+
+/// The 1536 bytes in front of a payload of `payload_size` bytes.
+pub fn header_blocks(payload_size: u64) -> [u8; HEADER_BYTES as usize] {
+    let mut out = [0u8; HEADER_BYTES as usize];
+    let record = pax_size_record(payload_size);
+    // PAX header: mode, uid, gid, mtime, uname and gname stay zero bytes.
+    let mut pax = [0u8; 512];
+    set_name(&mut pax, PAX_NAME);
+    octal12(&mut pax[124..136], record.len() as u64);
+    pax[156] = b'x';
+    finish_block(&mut pax);
+    out[..512].copy_from_slice(&pax);
+    out[512..512 + record.len()].copy_from_slice(record.as_bytes());
+    // ustar header: the real size lives only in the PAX record.
+    let mut h = [0u8; 512];
+    set_name(&mut h, MEMBER_NAME);
+    octal8(&mut h[100..108], MEMBER_MODE as u64);
+    octal8(&mut h[108..116], 0);
+    octal8(&mut h[116..124], 0);
+    octal12(&mut h[124..136], 0);
+    octal12(&mut h[136..148], 0);
+    h[156] = b'0';
+    h[265..269].copy_from_slice(b"root");
+    h[297..301].copy_from_slice(b"root");
+    finish_block(&mut h);
+    out[1024..].copy_from_slice(&h);
+    out
+}
+
+/// Bytes after a payload of `payload_size` bytes: padding to 512 and two
+/// zero blocks.
+pub fn trailer_len(payload_size: u64) -> u64 {
+    payload_size.next_multiple_of(BLOCK) - payload_size + 2 * BLOCK
+}
+
+/// Size of the wrapped file.
+pub fn wrapped_size(payload_size: u64) -> u64 {
+    HEADER_BYTES + payload_size + trailer_len(payload_size)
+}
+
+/// Streams a payload into a tar wrapper. The headers depend on the payload
+/// size, so [`Wrapper::new`] writes 1536 zero bytes (not a valid tar header:
+/// an unfinished file is not mistaken for a tar) and [`Wrapper::finish`]
+/// returns the real headers for the caller to write at offset 0.
+#[must_use = "call finish() and write the headers at offset 0"]
+pub struct Wrapper<W: std::io::Write> {
+    out: W,
+    payload: u64,
+}
+
+impl<W: std::io::Write> Wrapper<W> {
+    /// Starts a wrapper: writes the placeholder header blocks.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn new(mut out: W) -> Result<Self> {
+        out.write_all(&[0u8; HEADER_BYTES as usize])
+            .map_err(|e| Error::io("tar header", 0, e))?;
+        Ok(Wrapper { out, payload: 0 })
+    }
+
+    /// Payload bytes so far.
+    pub fn payload_size(&self) -> u64 {
+        self.payload
+    }
+
+    /// Writes the padding and the end-of-archive blocks; returns the output
+    /// and the 1536 header bytes that belong at offset 0.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn finish(mut self) -> Result<(W, [u8; HEADER_BYTES as usize])> {
+        let n = trailer_len(self.payload) as usize;
+        let at = HEADER_BYTES + self.payload;
+        self.out
+            .write_all(&vec![0u8; n])
+            .map_err(|e| Error::io("tar trailer", at, e))?;
+        self.out
+            .flush()
+            .map_err(|e| Error::io("tar trailer", at, e))?;
+        Ok((self.out, header_blocks(self.payload)))
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Wrapper<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.payload += n as u64;
+        Ok(n)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(buf)?;
+        self.payload += buf.len() as u64;
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Wraps a whole in-memory payload.
+pub fn wrap(payload: &[u8]) -> Vec<u8> {
+    let n = payload.len() as u64;
+    let mut v = Vec::with_capacity(wrapped_size(n) as usize);
+    v.extend_from_slice(&header_blocks(n));
+    v.extend_from_slice(payload);
+    v.resize(wrapped_size(n) as usize, 0);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +369,50 @@ mod tests {
         let mut v = ustar("x", &[1u8; 600]);
         v.truncate(700);
         assert!(matches!(detect(&v), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn pax_record_lengths() {
+        assert_eq!(pax_size_record(1058), "13 size=1058\n");
+        assert_eq!(pax_size_record(1095529), "16 size=1095529\n");
+        assert_eq!(pax_size_record(0), "9 size=0\n");
+        // Crossing from 2 to 3 digits of length.
+        for n in [1u64, 9, 10, 99, 100, 99_999, 1_000_000_000] {
+            let r = pax_size_record(n);
+            let len: usize = r.split(' ').next().unwrap().parse().unwrap();
+            assert_eq!(len, r.len());
+        }
+    }
+
+    #[test]
+    fn spec_example_checksums() {
+        // §6.1: wrapping the 1058-byte ZFile of §5.9.
+        let h = header_blocks(1058);
+        assert_eq!(&h[148..156], b"  5354 \0");
+        assert_eq!(&h[1024 + 148..1024 + 156], b" 12025 \0");
+        assert_eq!(wrapped_size(1058), 4096);
+        let v = wrap(&[7u8; 1058]);
+        assert_eq!(
+            detect(&v).unwrap().unwrap(),
+            Payload {
+                offset: 1536,
+                size: 1058,
+                member: MEMBER_NAME.into(),
+                pax: true
+            }
+        );
+    }
+
+    #[test]
+    fn wrapper_streams() {
+        use std::io::Write;
+        let mut w = Wrapper::new(Vec::new()).unwrap();
+        w.write_all(&[1u8; 700]).unwrap();
+        w.write_all(&[2u8; 100]).unwrap();
+        let (mut out, head) = w.finish().unwrap();
+        out[..1536].copy_from_slice(&head);
+        let mut payload = vec![1u8; 700];
+        payload.extend_from_slice(&[2u8; 100]);
+        assert_eq!(out, wrap(&payload));
     }
 }

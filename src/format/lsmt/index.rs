@@ -159,6 +159,18 @@ impl RwIndex {
         self.map.insert(a, s);
     }
 
+    /// The entries that overlap sectors `[start, end)`, in LBA order (not trimmed).
+    pub fn overlapping(&self, start: u64, end: u64) -> Vec<Segment> {
+        let mut out = Vec::new();
+        if let Some((_, e)) = self.map.range(..start).next_back() {
+            if e.end() > start {
+                out.push(*e);
+            }
+        }
+        out.extend(self.map.range(start..end).map(|(_, e)| *e));
+        out
+    }
+
     /// The entries in LBA order.
     pub fn segments(&self) -> Vec<Segment> {
         self.map.values().copied().collect()

@@ -100,7 +100,19 @@ impl Layer {
         }
         let at = len - HEADER_SPACE;
         r.read_exact_at(&mut buf, at)?;
-        let trailer = Header::parse(&buf, "lsmt trailer", at)?;
+        let trailer = Header::parse(&buf, "lsmt trailer", at).map_err(|e| match e {
+            Error::BadMagic { .. } if !header.is_sealed() => Error::corrupt(
+                "lsmt trailer",
+                at,
+                "no trailer: this is a writable layer's data file (give it with its index as --upper DATA INDEX)",
+            ),
+            Error::BadMagic { .. } => Error::corrupt(
+                "lsmt trailer",
+                at,
+                "no trailer at the end of the file (truncated?)",
+            ),
+            e => e,
+        })?;
         if trailer.is_header() || !trailer.is_data() || !trailer.is_sealed() {
             return Err(Error::corrupt(
                 "lsmt trailer",

@@ -37,8 +37,10 @@ pub mod index;
 pub mod layer;
 pub mod raw;
 pub mod segment;
+pub mod writable;
 pub mod writer;
 
 pub use header::{Header, HeaderFields};
 pub use layer::{Kind, Layer};
 pub use segment::Segment;
+pub use writable::WritableLayer;

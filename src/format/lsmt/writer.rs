@@ -65,6 +65,11 @@ impl<W: Write> Writer<W> {
         })
     }
 
+    /// Index entries so far (coalesced, without padding).
+    pub fn entries(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
         self.pos * SECTOR_SIZE
@@ -190,6 +195,14 @@ impl<W: Write> Writer<W> {
             .map_err(|e| Error::io("lsmt trailer", index_offset + written, e))?;
         Ok((self.out, padded as u64))
     }
+}
+
+/// Checks that `meta` can be written (the user tag fits).
+///
+/// # Errors
+/// [`Error::Invalid`] for a user tag over 256 bytes.
+pub fn check_meta(meta: &LayerMeta) -> Result<()> {
+    fields(meta, 0, 0, 0).to_bytes().map(|_| ())
 }
 
 fn fields(meta: &LayerMeta, flags: u32, index_offset: u64, index_size: u64) -> HeaderFields {

@@ -22,11 +22,13 @@
 //! The golden files are made by overlaybd `063821fc` (lz4 1.8.3 one-shot,
 //! libzstd 1.5.4 level 3); see `tests/fixtures/overlaybd/MANIFEST.json`.
 
+pub mod cache;
 pub mod raw;
 mod reader;
 mod record;
 pub mod writer;
 
+pub use cache::{BlockCache, CacheOptions, CacheStats};
 pub use reader::{OpenOptions, ZFile};
 pub use record::{flag_names, Record};
 pub use writer::{Writer, WriterOptions};
@@ -117,6 +119,8 @@ pub fn decompress_block(
     offset: u64,
 ) -> Result<()> {
     let got = match algo {
+        // lz4_flex's checked decoder: malformed input is an error, never a
+        // read or write outside `src`/`dst`.
         Algorithm::Lz4 => lz4_flex::block::decompress_into(src, dst).map_err(|e| {
             Error::corrupt("zfile block", offset, format!("block {block}: lz4: {e}"))
         })?,
@@ -147,6 +151,115 @@ pub fn decompress_block(
         ));
     }
     Ok(())
+}
+
+/// Uncompressed bytes one decompression job produces.
+const DECODE_JOB_BYTES: u64 = 1 << 20;
+
+/// Writes the whole uncompressed content of `z` to `out`, blocks decoded by
+/// `threads` workers (0 = one per core) and written in order. `progress`
+/// receives uncompressed byte counts. Memory stays bounded: at most a few
+/// 1 MiB jobs per thread are in flight.
+///
+/// # Errors
+/// Read, CRC and decompression errors of `z`; write errors of `out`.
+pub fn decompress_to<R: crate::io::ReadAt + 'static>(
+    z: std::sync::Arc<ZFile<R>>,
+    out: &mut dyn std::io::Write,
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64> {
+    let per_job = (DECODE_JOB_BYTES / z.block_size()).max(1);
+    let n = z.blocks();
+    let threads = if threads == 0 {
+        crate::pipeline::default_threads()
+    } else {
+        threads
+    };
+    let mut pipe = crate::pipeline::Ordered::new(threads, (2 * threads).clamp(2, 16))?;
+    let mut written = 0u64;
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut sink = |r: Result<Vec<u8>>| -> Result<()> {
+        let b = r?;
+        out.write_all(&b)
+            .map_err(|e| Error::io("output", written, e))?;
+        written += b.len() as u64;
+        progress(b.len() as u64);
+        let _ = tx.send(b);
+        Ok(())
+    };
+    let mut first = 0;
+    while first < n {
+        let last = (first + per_job).min(n);
+        while let Ok(b) = rx.try_recv() {
+            spare.push(b);
+        }
+        let mut buf = spare.pop().unwrap_or_default();
+        let zz = z.clone();
+        pipe.submit(
+            move || {
+                thread_local! {
+                    static RECORDS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                RECORDS.with(|r| zz.read_blocks(first, last, &mut buf, &mut r.borrow_mut()))?;
+                Ok(buf)
+            },
+            &mut sink,
+        )?;
+        first = last;
+    }
+    pipe.finish(&mut sink)?;
+    out.flush().map_err(|e| Error::io("output", written, e))?;
+    Ok(written)
+}
+
+/// Writes the whole uncompressed content of `z` into `out` at its offsets:
+/// every worker (`threads`, 0 = one per core) decodes 1 MiB pieces and
+/// writes them with `pwrite`, so writing is parallel too. Sets the file's
+/// length. `progress` receives uncompressed byte counts.
+///
+/// # Errors
+/// Read, CRC and decompression errors of `z`; write errors of `out`.
+pub fn decompress_to_file<R: crate::io::ReadAt>(
+    z: &ZFile<R>,
+    out: &std::fs::File,
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
+    let per_job = (DECODE_JOB_BYTES / z.block_size()).max(1);
+    let n = z.blocks();
+    let jobs = n.div_ceil(per_job);
+    let threads = if threads == 0 {
+        crate::pipeline::default_threads()
+    } else {
+        threads
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::io("worker threads", 0, std::io::Error::other(e)))?;
+    pool.install(|| {
+        (0..jobs).into_par_iter().try_for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(buf, scratch), j| -> Result<()> {
+                let first = j * per_job;
+                let last = (first + per_job).min(n);
+                z.read_blocks(first, last, buf, scratch)?;
+                let at = first * z.block_size();
+                out.write_all_at(buf, at)
+                    .map_err(|e| Error::io("output", at, e))?;
+                progress(buf.len() as u64);
+                Ok(())
+            },
+        )
+    })?;
+    let size = crate::io::ReadAt::len(z);
+    out.set_len(size)
+        .map_err(|e| Error::io("output", size, e))?;
+    Ok(size)
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! `ZFile<R>`: the decompressed view of a ZFile container.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
+use super::cache::BlockCache;
 use super::raw::*;
 use super::record::Record;
 use super::{decompress_block, Algorithm};
@@ -36,10 +39,64 @@ pub struct ZFile<R> {
     check_crc: bool,
     /// Absolute offset of block i is `offsets[i]`; `offsets[n]` ends the data.
     offsets: Vec<u64>,
+    /// The block cache and this file's part of it, once attached.
+    cache: OnceLock<Cached>,
+}
+
+/// A ZFile's attachment to a block cache.
+#[derive(Debug)]
+struct Cached {
+    cache: BlockCache,
+    /// This file's key space in the cache.
+    id: u64,
+    /// One bit per block, set when the block is put in the cache and never
+    /// cleared: a clear bit means "not cached", so large reads of blocks
+    /// never cached skip the cache's locks. A set bit may be stale (the
+    /// block was evicted since); the lookup then just misses.
+    ever: Box<[AtomicU64]>,
+}
+
+impl Cached {
+    #[inline]
+    fn maybe_cached(&self, i: u64) -> bool {
+        self.ever[(i / 64) as usize].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
+    }
+
+    #[inline]
+    fn mark(&self, i: u64) {
+        let w = &self.ever[(i / 64) as usize];
+        let bit = 1 << (i % 64);
+        // Skip the write (and the cache line's ownership) when already set.
+        if w.load(Ordering::Relaxed) & bit == 0 {
+            w.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Most compressed bytes fetched with one read: large enough to amortize the
+/// system call, small enough to stay in the L2 cache next to its output.
+const MAX_RUN: u64 = 256 << 10;
+
+/// Per-thread buffers of the read path, reused across requests.
+#[derive(Default)]
+struct Scratch {
+    /// Compressed records of a run of blocks.
+    records: Vec<u8>,
+    /// One decompressed block, for partial reads without a cache.
+    block: Vec<u8>,
 }
 
 thread_local! {
-    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if they are in
+/// use further up the stack, e.g. a ZFile nested in a ZFile).
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::default()),
+    })
 }
 
 impl<R: ReadAt> ZFile<R> {
@@ -259,7 +316,30 @@ impl<R: ReadAt> ZFile<R> {
             header,
             trailer,
             overwrite,
+            cache: OnceLock::new(),
         })
+    }
+
+    /// Attaches a block cache (shared with other files, each in its own key
+    /// space). Returns false when a cache is already attached or `cache` has
+    /// no budget.
+    pub fn set_cache(&self, cache: &BlockCache) -> bool {
+        if cache.capacity() == 0 || self.cache.get().is_some() {
+            return false;
+        }
+        let words = self.blocks().div_ceil(64) as usize;
+        self.cache
+            .set(Cached {
+                cache: cache.clone(),
+                id: cache.register(),
+                ever: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            })
+            .is_ok()
+    }
+
+    /// The attached block cache.
+    pub fn cache(&self) -> Option<&BlockCache> {
+        self.cache.get().map(|c| &c.cache)
     }
 
     /// The header record as stored.
@@ -362,16 +442,158 @@ impl<R: ReadAt> ZFile<R> {
         decompress_block(self.algo, data, dst, i, at)
     }
 
-    /// Reads block `i`'s record and decompresses it into `dst`.
-    fn read_block(&self, i: u64, dst: &mut [u8], scratch: &mut Vec<u8>) -> Result<()> {
-        let r = self.block_range(i);
-        let n = (r.end - r.start) as usize;
-        if scratch.len() < n {
-            scratch.resize(n, 0);
+    /// Decompresses blocks `first..last` into `dst` (resized to their
+    /// uncompressed length), reading their records with one read into
+    /// `scratch`.
+    ///
+    /// # Errors
+    /// As [`ZFile::decode_block`]; [`Error::OutOfRange`] for blocks past the end.
+    pub fn read_blocks(
+        &self,
+        first: u64,
+        last: u64,
+        dst: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<()> {
+        if first > last || last > self.blocks() {
+            return Err(Error::OutOfRange {
+                what: "zfile blocks",
+                offset: first,
+                len: last.saturating_sub(first),
+                size: self.blocks(),
+            });
         }
-        let rec = &mut scratch[..n];
-        self.inner.read_exact_at(rec, r.start)?;
-        self.decode_block(i, rec, dst, self.check_crc)
+        let start = self.offsets[first as usize];
+        let end = self.offsets[last as usize];
+        scratch.resize((end - start) as usize, 0);
+        self.inner.read_exact_at(scratch, start)?;
+        let out_start = first * self.block_size;
+        let out_end = (last * self.block_size).min(self.size);
+        dst.resize((out_end - out_start) as usize, 0);
+        let mut at = 0usize;
+        for i in first..last {
+            let r = self.block_range(i);
+            let rec = &scratch[(r.start - start) as usize..(r.end - start) as usize];
+            let n = self.block_len(i);
+            self.decode_block(i, rec, &mut dst[at..at + n], self.check_crc)?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// The part of `buf` (which holds `[offset, offset + buf.len())`) that
+    /// block `i` covers, and where that part starts inside the block.
+    #[inline]
+    fn part<'a>(&self, buf: &'a mut [u8], offset: u64, i: u64) -> (usize, &'a mut [u8]) {
+        let bstart = i * self.block_size;
+        let bend = bstart + self.block_len(i) as u64;
+        let s = bstart.max(offset);
+        let e = bend.min(offset + buf.len() as u64);
+        (
+            (s - bstart) as usize,
+            &mut buf[(s - offset) as usize..(e - offset) as usize],
+        )
+    }
+
+    /// Copies the part of block `i` that `buf` wants from the cache; false
+    /// when there is no cache or the block is not in it.
+    #[inline]
+    fn copy_cached(&self, buf: &mut [u8], offset: u64, i: u64) -> bool {
+        match self.cache.get() {
+            Some(c) if c.maybe_cached(i) => {
+                let (within, out) = self.part(buf, offset, i);
+                c.cache.read(c.id, i, within, out)
+            }
+            _ => false,
+        }
+    }
+
+    /// Reads `[offset, offset + buf.len())` (non-empty, in range) on this
+    /// thread. Cached blocks are copied; each run of uncached blocks is
+    /// fetched with one read and decompressed straight into `buf` where a
+    /// block is wanted whole, through a block buffer where only part of it is.
+    ///
+    /// Cache policy: a block read in part is always cached (the next read
+    /// will likely want the rest of it); a block read whole is cached only by
+    /// a small read. Large reads stream: they use cached blocks but do not
+    /// push out the cache's working set with blocks the kernel's page cache
+    /// above us keeps anyway.
+    fn read_range(&self, buf: &mut [u8], offset: u64, s: &mut Scratch) -> Result<()> {
+        let end = offset + buf.len() as u64;
+        let first = offset / self.block_size;
+        let last = (end - 1) / self.block_size;
+        let cache = self.cache.get();
+        let fill_whole = buf.len() < crate::par::MIN_SPLIT && !crate::par::in_large_read();
+        let mut b = first;
+        while b <= last {
+            if self.copy_cached(buf, offset, b) {
+                b += 1;
+                continue;
+            }
+            // A run of uncached blocks b..=e, fetched with one read.
+            let start = self.offsets[b as usize];
+            let mut e = b;
+            let mut next_cached = false;
+            while e < last && self.offsets[e as usize + 2] - start <= MAX_RUN {
+                if self.copy_cached(buf, offset, e + 1) {
+                    next_cached = true;
+                    break;
+                }
+                e += 1;
+            }
+            let n = (self.offsets[e as usize + 1] - start) as usize;
+            if s.records.len() < n {
+                s.records.resize(n, 0);
+            }
+            self.inner.read_exact_at(&mut s.records[..n], start)?;
+            for i in b..=e {
+                let r = self.block_range(i);
+                let rec = &s.records[(r.start - start) as usize..(r.end - start) as usize];
+                let blen = self.block_len(i);
+                let (within, out) = self.part(buf, offset, i);
+                if out.len() == blen {
+                    self.decode_block(i, rec, out, self.check_crc)?;
+                    if let (Some(c), true) = (cache, fill_whole) {
+                        c.mark(i);
+                        c.cache.insert_copy(c.id, i, out);
+                    }
+                } else if let Some(c) = cache {
+                    let mut block = c.cache.buffer(c.id, i, blen);
+                    self.decode_block(i, rec, &mut block, self.check_crc)?;
+                    out.copy_from_slice(&block[within..within + out.len()]);
+                    c.mark(i);
+                    c.cache.insert(c.id, i, block);
+                } else {
+                    if s.block.len() < blen {
+                        s.block.resize(blen, 0);
+                    }
+                    let block = &mut s.block[..blen];
+                    self.decode_block(i, rec, block, self.check_crc)?;
+                    out.copy_from_slice(&block[within..within + out.len()]);
+                }
+            }
+            b = e + 1 + next_cached as u64;
+        }
+        Ok(())
+    }
+
+    /// A large read cut at multiples of [`crate::par::PIECE`] (block
+    /// boundaries), the pieces decompressed on several threads.
+    fn read_split(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let piece = crate::par::PIECE;
+        let mut pieces = Vec::with_capacity(buf.len() / piece as usize + 2);
+        let mut rest = buf;
+        let mut pos = offset;
+        while !rest.is_empty() {
+            let cut = ((pos / piece + 1) * piece - pos).min(rest.len() as u64) as usize;
+            let (a, b) = std::mem::take(&mut rest).split_at_mut(cut);
+            pieces.push((a, pos));
+            pos += cut as u64;
+            rest = b;
+        }
+        crate::par::run(pieces, &|(b, at)| {
+            with_scratch(|s| self.read_range(b, at, s))
+        })
     }
 }
 
@@ -385,31 +607,143 @@ impl<R: ReadAt> ReadAt for ZFile<R> {
         if buf.is_empty() {
             return Ok(());
         }
-        SCRATCH.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let (scratch, block) = &mut *guard;
-            let bs = self.block_size;
-            let end = offset + buf.len() as u64;
-            let mut pos = offset;
-            while pos < end {
-                let i = pos / bs;
-                let bstart = i * bs;
-                let blen = self.block_len(i);
-                let within = (pos - bstart) as usize;
-                let take = ((end - pos) as usize).min(blen - within);
-                let out = &mut buf[(pos - offset) as usize..(pos - offset) as usize + take];
-                if within == 0 && take == blen {
-                    self.read_block(i, out, scratch)?;
-                } else {
-                    if block.len() < blen {
-                        block.resize(blen, 0);
-                    }
-                    self.read_block(i, &mut block[..blen], scratch)?;
-                    out.copy_from_slice(&block[within..within + take]);
-                }
-                pos += take as u64;
+        if crate::par::should_split(buf.len()) {
+            return self.read_split(buf, offset);
+        }
+        with_scratch(|s| self.read_range(buf, offset, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::zfile::{Algorithm, CacheOptions, Writer, WriterOptions};
+    use crate::io::testing::CountingReadAt;
+    use proptest::prelude::*;
+
+    fn compress(data: &[u8], algorithm: Algorithm, block_size: u32, crc: bool) -> Vec<u8> {
+        let opts = WriterOptions {
+            algorithm,
+            block_size,
+            crc,
+            ..Default::default()
+        };
+        let mut w = Writer::new(Vec::new(), opts).unwrap();
+        w.push(data).unwrap();
+        w.finish().unwrap().inner
+    }
+
+    fn sample_data(len: usize, seed: u64) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        crate::sample::fill(seed, 0, &mut v);
+        v
+    }
+
+    #[test]
+    fn small_sequential_reads_decompress_each_block_once() {
+        let data = sample_data(1 << 20, 3);
+        let file = compress(&data, Algorithm::Lz4, 65536, true);
+        let counting = CountingReadAt::new(file);
+        let z = ZFile::open(&counting).unwrap();
+        let cache = BlockCache::new(CacheOptions::default());
+        assert!(z.set_cache(&cache));
+        let opened = counting.reads.lock().unwrap().len();
+        let mut got = vec![0u8; data.len()];
+        for (i, c) in got.chunks_mut(4096).enumerate() {
+            z.read_exact_at(c, i as u64 * 4096).unwrap();
+        }
+        assert!(got == data);
+        // One record read per 64 KiB block, however many 4 KiB reads it served.
+        let reads = counting.reads.lock().unwrap()[opened..].to_vec();
+        assert_eq!(reads.len(), 16);
+        let s = cache.stats();
+        assert_eq!(s.inserts, 16);
+        assert_eq!(s.hits, 256 - 16);
+        // Reading it all again decompresses nothing.
+        for (i, c) in got.chunks_mut(4096).enumerate() {
+            z.read_exact_at(c, i as u64 * 4096).unwrap();
+        }
+        assert_eq!(counting.reads.lock().unwrap().len(), opened + 16);
+    }
+
+    #[test]
+    fn repeated_whole_block_reads_hit_the_cache() {
+        let data = sample_data(256 << 10, 4);
+        let file = compress(&data, Algorithm::Lz4, 4096, true);
+        let counting = CountingReadAt::new(file);
+        let z = ZFile::open(&counting).unwrap();
+        let cache = BlockCache::new(CacheOptions::default());
+        z.set_cache(&cache);
+        let opened = counting.reads.lock().unwrap().len();
+        let mut b = vec![0u8; 4096];
+        for _ in 0..3 {
+            for at in [0u64, 8192, 65536, 200 << 10] {
+                z.read_exact_at(&mut b, at).unwrap();
+                assert!(b[..] == data[at as usize..at as usize + 4096]);
             }
-            Ok(())
-        })
+        }
+        assert_eq!(counting.reads.lock().unwrap().len(), opened + 4);
+    }
+
+    #[test]
+    fn one_read_per_run_of_blocks() {
+        let data = sample_data(128 << 10, 5);
+        let file = compress(&data, Algorithm::Lz4, 4096, true);
+        let counting = CountingReadAt::new(file);
+        let z = ZFile::open(&counting).unwrap();
+        let opened = counting.reads.lock().unwrap().len();
+        let mut b = vec![0u8; 100_000];
+        z.read_exact_at(&mut b, 1000).unwrap();
+        assert!(b[..] == data[1000..101_000]);
+        let reads = counting.reads.lock().unwrap()[opened..].to_vec();
+        assert_eq!(reads.len(), 1, "{reads:?}");
+        assert_eq!(reads[0].0, z.block_range(0).start);
+        assert_eq!(reads[0].0 + reads[0].1 as u64, z.block_range(24).end);
+    }
+
+    #[test]
+    fn large_reads_stream_past_the_cache() {
+        let data = sample_data(2 << 20, 6);
+        let file = compress(&data, Algorithm::Lz4, 4096, true);
+        let z = ZFile::open(file).unwrap();
+        let cache = BlockCache::new(CacheOptions::default());
+        z.set_cache(&cache);
+        let mut b = vec![0u8; 1 << 20];
+        // Unaligned: the two edge blocks are read in part and cached.
+        z.read_exact_at(&mut b, 100).unwrap();
+        assert!(b[..] == data[100..100 + (1 << 20)]);
+        assert_eq!(cache.stats().entries, 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        #[test]
+        fn cached_and_split_reads_match_the_data(
+            len in 1usize..(1 << 20),
+            seed in any::<u64>(),
+            algorithm in prop_oneof![Just(Algorithm::Lz4), Just(Algorithm::Zstd)],
+            block_size in prop_oneof![Just(4096u32), Just(8192), Just(32768), Just(65536)],
+            crc in any::<bool>(),
+            cache_size in prop_oneof![Just(0u64), Just(64 << 10), Just(1 << 20), Just(64 << 20)],
+            windows in proptest::collection::vec((any::<u64>(), 0usize..(600 << 10)), 1..20),
+        ) {
+            let data = sample_data(len, seed);
+            let file = compress(&data, algorithm, block_size, crc);
+            let z = ZFile::open(file).unwrap();
+            let cache = BlockCache::new(CacheOptions { size: cache_size });
+            z.set_cache(&cache);
+            for _ in 0..2 {
+                for &(at, n) in &windows {
+                    let at = (at % len as u64) as usize;
+                    let n = n.min(len - at);
+                    let mut got = vec![0x5Au8; n];
+                    z.read_exact_at(&mut got, at as u64).unwrap();
+                    prop_assert!(got[..] == data[at..at + n], "{} bytes at {}", n, at);
+                }
+            }
+            let s = cache.stats();
+            prop_assert!(s.bytes <= cache_size);
+        }
     }
 }

@@ -1,0 +1,253 @@
+//! `obd commit`: seal a layer into a read-only layer (byte-identical to
+//! `overlaybd-commit`), seal in place, or commit the difference between a
+//! raw image and a stack.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::zfile::{out_err, rate, ZfileArgs};
+use super::{human, print_json, GlobalArgs, Progress};
+use crate::blob::{Blob, BlobOptions};
+use crate::commit::{self, CommitMeta, CommitReport, DiffOptions};
+use crate::format::lsmt::Layer;
+use crate::io::FileAt;
+use crate::output::OutputOptions;
+use crate::stack::Stack;
+use crate::uuid::Uuid;
+
+/// Arguments of `obd commit`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Forms:
+  obd commit [OPTIONS] DATA INDEX OUT     commit a writable layer (plain or sparse)
+  obd commit [OPTIONS] LAYER OUT          re-commit a read-only layer (sealed in place,
+                                          committed, ZFile or tar-wrapped)
+  obd commit --seal DATA INDEX            seal a writable layer in place
+  obd commit --raw NEW.raw [--base LAYER]... [OPTIONS] OUT
+                                          commit the blocks where NEW.raw differs from the
+                                          stack of base layers (no base: every non-zero block)")]
+pub struct Args {
+    /// Commit message, stored in the layer's user tag (at most 256 bytes).
+    #[arg(short = 'm', long = "message", value_name = "MSG")]
+    pub message: Option<String>,
+    /// UUID of the new layer (default: the null UUID, as the reference).
+    #[arg(long, value_name = "UUID")]
+    pub uuid: Option<String>,
+    /// Parent UUID (default: the source's parent; with --raw, the top base layer's uuid).
+    #[arg(short = 'p', long, value_name = "UUID")]
+    pub parent_uuid: Option<String>,
+    /// Compress the layer into a ZFile whose header holds the final index
+    /// (as `overlaybd-commit -z`).
+    #[arg(short = 'z', long)]
+    pub zfile: bool,
+    /// ZFile options (with --zfile). With --raw, --block-size is also the comparison unit.
+    #[command(flatten)]
+    pub z: ZfileArgs,
+    /// Wrap the output in a one-member tar (works without --zfile too, unlike the reference).
+    #[arg(short = 't', long)]
+    pub tar: bool,
+    /// Replace OUT if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Seal DATA in place (append its index and a trailer); no OUT.
+    #[arg(long, conflicts_with_all = ["raw", "zfile", "tar", "message", "uuid", "parent_uuid"])]
+    pub seal: bool,
+    /// Commit the difference between this raw image and the base stack.
+    #[arg(long, value_name = "NEW.raw")]
+    pub raw: Option<PathBuf>,
+    /// A base layer for --raw, bottom first (repeat for a stack).
+    #[arg(long, value_name = "LAYER", requires = "raw")]
+    pub base: Vec<PathBuf>,
+    /// DATA INDEX OUT, LAYER OUT, DATA INDEX (--seal) or OUT (--raw).
+    #[arg(required = true, num_args = 1..=3, value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    mode: &'static str,
+    inputs: Vec<String>,
+    #[serde(flatten)]
+    commit: &'a CommitReport,
+    seconds: f64,
+    mb_per_s: f64,
+}
+
+fn meta(a: &Args) -> anyhow::Result<CommitMeta> {
+    Ok(CommitMeta {
+        uuid: a
+            .uuid
+            .as_deref()
+            .map(|s| Uuid::parse_arg("--uuid", s))
+            .transpose()?,
+        parent_uuid: a
+            .parent_uuid
+            .as_deref()
+            .map(|s| Uuid::parse_arg("--parent-uuid", s))
+            .transpose()?,
+        message: a.message.clone().unwrap_or_default().into_bytes(),
+    })
+}
+
+fn out_opts(a: &Args) -> anyhow::Result<OutputOptions> {
+    Ok(OutputOptions {
+        zfile: if a.zfile { Some(a.z.options()?) } else { None },
+        threads: a.z.threads(),
+        overwrite_header: true,
+        tar: a.tar,
+        force: a.force,
+    })
+}
+
+fn usage(msg: &str) -> anyhow::Error {
+    anyhow::anyhow!("{msg} (see obd commit --help)")
+}
+
+/// Runs `obd commit`.
+///
+/// # Errors
+/// Unreadable sources, bad arguments, an existing output without `--force`.
+pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if a.seal {
+        let [data, index] = a.files.as_slice() else {
+            return Err(usage("--seal takes DATA INDEX"));
+        };
+        let r = commit::seal_in_place(data, index).with_context(|| data.display().to_string())?;
+        if g.json {
+            print_json(out, &r)?;
+        } else if !g.quiet {
+            writeln!(
+                out,
+                "{}: sealed in place: {} index entries at {:#x}, {} in all",
+                r.path,
+                r.index_size,
+                r.index_offset,
+                human(r.file_size)
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = meta(&a)?;
+    let oo = out_opts(&a)?;
+    let t0 = Instant::now();
+    let (mode, inputs, dest, report, volume) = if let Some(new) = &a.raw {
+        let [dest] = a.files.as_slice() else {
+            return Err(usage("--raw takes one OUT"));
+        };
+        let image = FileAt::open(new).with_context(|| new.display().to_string())?;
+        let base = if a.base.is_empty() {
+            None
+        } else {
+            Some(Stack::open(&a.base, None, BlobOptions::default())?)
+        };
+        let bar = Progress::bytes(g, crate::ReadAt::len(&image), "diff");
+        let r = commit::commit_diff(
+            &image,
+            base.as_ref(),
+            DiffOptions {
+                block_size: a.z.block_size,
+            },
+            &m,
+            dest,
+            oo,
+            &mut |n| bar.inc(n),
+        )
+        .map_err(|e| out_err(dest, e))?;
+        bar.finish();
+        let mut inputs = vec![new.display().to_string()];
+        inputs.extend(a.base.iter().map(|p| p.display().to_string()));
+        let vol = crate::ReadAt::len(&image);
+        ("raw", inputs, dest.clone(), r, vol)
+    } else {
+        let (layer, inputs, dest) = match a.files.as_slice() {
+            [data, index, dest] => {
+                let d = std::fs::File::open(data).with_context(|| data.display().to_string())?;
+                let i = std::fs::File::open(index).with_context(|| index.display().to_string())?;
+                let l = Layer::open_rw(d, i).with_context(|| data.display().to_string())?;
+                (l, vec![data, index], dest)
+            }
+            [src, dest] => {
+                let l = open_ro(src)?;
+                (l, vec![src], dest)
+            }
+            _ => return Err(usage("give DATA INDEX OUT or LAYER OUT")),
+        };
+        let total: u64 = layer
+            .segments
+            .iter()
+            .filter(|s| !s.zeroed)
+            .map(|s| s.length as u64 * 512)
+            .sum();
+        let bar = Progress::bytes(g, total, "commit");
+        let r = commit::commit_layer(&layer, &m, dest, oo, &mut |n| bar.inc(n))
+            .map_err(|e| out_err(dest, e))?;
+        bar.finish();
+        let inputs = inputs.iter().map(|p| p.display().to_string()).collect();
+        let vol = r.layer.data_bytes;
+        ("layer", inputs, dest.clone(), r, vol)
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    print_report(g, out, mode, inputs, &dest, &report, secs, volume)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_ro(src: &Path) -> anyhow::Result<Layer> {
+    let blob =
+        Blob::open(src, BlobOptions::default()).with_context(|| src.display().to_string())?;
+    blob.layer().with_context(|| src.display().to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn print_report(
+    g: &GlobalArgs,
+    out: &mut dyn Write,
+    mode: &'static str,
+    inputs: Vec<String>,
+    dest: &Path,
+    r: &CommitReport,
+    secs: f64,
+    volume: u64,
+) -> anyhow::Result<()> {
+    if g.json {
+        print_json(
+            out,
+            &Report {
+                mode,
+                inputs,
+                commit: r,
+                seconds: secs,
+                mb_per_s: rate(volume, secs),
+            },
+        )?;
+    } else if !g.quiet {
+        let containers = if r.output.containers.is_empty() {
+            "lsmt".to_string()
+        } else {
+            format!("{} > lsmt", r.output.containers.join(" > "))
+        };
+        writeln!(
+            out,
+            "{}: {} ({}): {} segments, {} of data, {} zeroed, virtual size {}",
+            dest.display(),
+            human(r.output.file_size),
+            containers,
+            r.layer.segments,
+            human(r.layer.data_bytes),
+            human(r.layer.zeroed_bytes),
+            human(r.layer.virtual_size),
+        )?;
+        writeln!(
+            out,
+            "  uuid {}  parent {}  in {:.2} s ({:.0} MB/s)",
+            r.layer.uuid,
+            r.layer.parent_uuid,
+            secs,
+            rate(volume, secs)
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! `obd merge`: flatten a stack into one read-only layer, as `overlaybd-merge`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use super::commit::print_report;
+use super::zfile::{out_err, ZfileArgs};
+use super::{GlobalArgs, Progress};
+use crate::blob::BlobOptions;
+use crate::commit::{self, CommitMeta};
+use crate::output::OutputOptions;
+use crate::stack::Stack;
+use crate::uuid::Uuid;
+
+/// Arguments of `obd merge`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output layer.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Compress the output into a ZFile (trailer only, as `overlaybd-merge`).
+    #[arg(short = 'z', long)]
+    pub zfile: bool,
+    /// ZFile options (with --zfile).
+    #[command(flatten)]
+    pub z: ZfileArgs,
+    /// Wrap the output in a one-member tar.
+    #[arg(short = 't', long)]
+    pub tar: bool,
+    /// UUID of the merged layer (default: the null UUID).
+    #[arg(long, value_name = "UUID")]
+    pub uuid: Option<String>,
+    /// Parent UUID (default: the bottom layer's parent).
+    #[arg(short = 'p', long, value_name = "UUID")]
+    pub parent_uuid: Option<String>,
+    /// Commit message (default: none, as `overlaybd-merge`).
+    #[arg(short = 'm', long = "message", value_name = "MSG")]
+    pub message: Option<String>,
+    /// Replace OUT if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Read-only layer blobs, bottom first.
+    #[arg(required = true)]
+    pub layers: Vec<PathBuf>,
+}
+
+/// Runs `obd merge`.
+///
+/// # Errors
+/// Unreadable layers, an existing output without `--force`, write errors.
+pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let meta = CommitMeta {
+        uuid: a
+            .uuid
+            .as_deref()
+            .map(|s| Uuid::parse_arg("--uuid", s))
+            .transpose()?,
+        parent_uuid: a
+            .parent_uuid
+            .as_deref()
+            .map(|s| Uuid::parse_arg("--parent-uuid", s))
+            .transpose()?,
+        message: a.message.clone().unwrap_or_default().into_bytes(),
+    };
+    let oo = OutputOptions {
+        zfile: if a.zfile { Some(a.z.options()?) } else { None },
+        threads: a.z.threads(),
+        overwrite_header: false,
+        tar: a.tar,
+        force: a.force,
+    };
+    let t0 = Instant::now();
+    let stack = Stack::open(&a.layers, None, BlobOptions::default())?;
+    let total: u64 = stack
+        .mappings()
+        .iter()
+        .filter(|m| !m.zeroed)
+        .map(|m| m.length as u64 * 512)
+        .sum();
+    let bar = Progress::bytes(g, total, "merge");
+    let r = commit::merge_stack(&stack, &meta, &a.output, oo, &mut |n| bar.inc(n))
+        .map_err(|e| out_err(&a.output, e))?;
+    bar.finish();
+    let inputs = a.layers.iter().map(|p| p.display().to_string()).collect();
+    let vol = r.layer.data_bytes;
+    print_report(
+        g,
+        out,
+        "merge",
+        inputs,
+        &a.output,
+        &r,
+        t0.elapsed().as_secs_f64(),
+        vol,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

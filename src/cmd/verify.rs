@@ -1,0 +1,223 @@
+//! `obd verify`: integrity checks for CI pipelines.
+//!
+//! Exit codes: 0 every blob is good, 1 a problem was found, 2 verify could
+//! not run (usage, unreadable path, I/O error).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
+
+use super::{human, print_json, GlobalArgs, Progress, UpperArgs};
+use crate::verify::{self, FileReport, Job, Options, Report, Sha256Digest, Status};
+
+/// Arguments of `obd verify`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The SHA-256 the blob must have, as a registry digest (the whole file
+    /// as stored); checked in the same pass as everything else. One file only.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub digest: Option<Sha256Digest>,
+    /// Also check the files as one stack (bottom first): parent-uuid chain,
+    /// virtual sizes, each layer valid.
+    #[arg(long)]
+    pub stack: bool,
+    /// Writable layer (data and index files) to verify; the top of the stack
+    /// with --stack.
+    #[command(flatten)]
+    pub upper: UpperArgs,
+    /// Worker threads (default: one per CPU).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// Layer blobs or directories (walked; files that are not layers are
+    /// listed as skipped).
+    #[arg(required_unless_present = "upper", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Runs `obd verify`.
+///
+/// # Errors
+/// Usage errors and paths that cannot be read (exit 2).
+pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    if a.digest.is_some() && (a.paths.len() != 1 || a.upper.upper.is_some() || a.stack) {
+        bail!("--digest checks one blob: give exactly one file");
+    }
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = a.threads {
+        pool = pool.num_threads(n as usize);
+    }
+    let pool = pool.build().context("starting worker threads")?;
+    for p in &a.paths {
+        let m = std::fs::metadata(p).with_context(|| p.display().to_string())?;
+        if !m.is_dir() {
+            std::fs::File::open(p).with_context(|| p.display().to_string())?;
+        }
+    }
+    let mut jobs = if a.stack {
+        for p in &a.paths {
+            if p.is_dir() {
+                bail!(
+                    "{}: --stack takes layer files, not directories",
+                    p.display()
+                );
+            }
+        }
+        a.paths.iter().cloned().map(Job::Blob).collect()
+    } else {
+        pool.install(|| verify::plan(&a.paths))?
+    };
+    if a.digest.is_some() && !matches!(jobs.as_slice(), [Job::Blob(_)]) {
+        bail!(
+            "{}: --digest checks one blob file, not a directory or a writable pair",
+            a.paths[0].display()
+        );
+    }
+    if let Some((d, i)) = a.upper.pair() {
+        for p in [d, i] {
+            std::fs::File::open(p).with_context(|| p.display().to_string())?;
+        }
+        jobs.push(Job::Pair {
+            data: d.to_path_buf(),
+            index: i.to_path_buf(),
+        });
+    }
+    let total: u64 = jobs
+        .iter()
+        .map(|j| match j {
+            Job::Blob(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            Job::Pair { data, index } => [data, index]
+                .iter()
+                .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                .sum(),
+            _ => 0,
+        })
+        .sum();
+    let opts = Options {
+        digest: a.digest,
+        compute_sha256: a.digest.is_some(),
+        ..Options::default()
+    };
+    let progress = Progress::bytes(g, total, "verify");
+    let files = pool.install(|| verify::run_jobs(&jobs, &opts, &progress.callback()));
+    progress.finish();
+    let stack = a
+        .stack
+        .then(|| verify::verify_stack(&files, a.upper.upper.is_some(), &a.paths, a.upper.pair()));
+    let report = Report::new(files, stack, started);
+    if g.json {
+        print_json(out, &report)?;
+    } else {
+        print_report(out, &report, g.quiet)?;
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "OK",
+        Status::Problems => "FAIL",
+        Status::Skipped => "skipped",
+        Status::Error => "ERROR",
+    }
+}
+
+fn name(f: &FileReport) -> String {
+    match &f.index_path {
+        Some(i) => format!("{} + {i}", f.path),
+        None => f.path.clone(),
+    }
+}
+
+fn print_report(out: &mut dyn Write, r: &Report, quiet: bool) -> anyhow::Result<()> {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header(["result", "file", "kind", "containers", "size", "problems"]);
+    for f in &r.files {
+        t.add_row(vec![
+            Cell::new(status_word(f.status)),
+            Cell::new(name(f)),
+            Cell::new(f.kind.unwrap_or("")),
+            Cell::new(f.containers.join(" > ")),
+            Cell::new(human(f.size)),
+            Cell::new(match f.status {
+                Status::Skipped | Status::Error => f.reason.clone().unwrap_or_default(),
+                _ => f.problem_count().to_string(),
+            }),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    for f in &r.files {
+        if f.status == Status::Problems || f.status == Status::Error {
+            writeln!(out, "\n{} {}:", status_word(f.status), name(f))?;
+            for p in &f.problems {
+                if f.index_path.is_some() && p.file != f.path {
+                    writeln!(out, "  {}: {p}", p.file)?;
+                } else {
+                    writeln!(out, "  {p}")?;
+                }
+            }
+            if f.problems_omitted > 0 {
+                writeln!(out, "  ... and {} more problems", f.problems_omitted)?;
+            }
+            if let Some(e) = f.reason.as_ref().filter(|_| f.status == Status::Error) {
+                writeln!(out, "  could not verify: {e}")?;
+            }
+        }
+        if !quiet && f.status != Status::Skipped {
+            for n in &f.notes {
+                writeln!(out, "note: {}: {n}", name(f))?;
+            }
+        }
+        if let (Some(got), Some(want)) = (&f.sha256, &f.expected_sha256) {
+            if got == want && !quiet {
+                writeln!(out, "digest: {}: {got} matches", f.path)?;
+            }
+        }
+    }
+    if let Some(st) = &r.stack {
+        writeln!(
+            out,
+            "\nstack of {} layers, virtual size {}: {}",
+            st.layers.len(),
+            st.virtual_size.map(human).unwrap_or_else(|| "?".into()),
+            if st.problems.is_empty() {
+                "chain OK"
+            } else {
+                "FAIL"
+            }
+        )?;
+        for p in &st.problems {
+            writeln!(out, "  {p}")?;
+        }
+        if !quiet {
+            for n in &st.notes {
+                writeln!(out, "note: stack: {n}")?;
+            }
+        }
+    }
+    let s = &r.summary;
+    let rate = if s.seconds > 0.0 {
+        format!(", {:.2} GB/s", s.bytes as f64 / s.seconds / 1e9)
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "\n{}: {} files, {} ok, {} with problems ({} problems), {} skipped, {} unreadable; {} in {:.2} s{rate}",
+        if r.ok { "OK" } else if s.errors > 0 { "ERROR" } else { "FAIL" },
+        s.files,
+        s.ok,
+        s.with_problems,
+        s.problems,
+        s.skipped,
+        s.errors,
+        human(s.bytes),
+        s.seconds,
+    )?;
+    Ok(())
+}

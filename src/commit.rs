@@ -1,0 +1,604 @@
+//! Making read-only layers: commit (compaction) of a writable or sealed
+//! layer, merge of a stack, commit of the difference between a raw image and
+//! a stack, and seal in place.
+//!
+//! Commit and merge copy the live data of their sources in LBA order into a
+//! new committed layer exactly as the reference's compaction does
+//! ([`crate::format::lsmt::writer`]), so their output is byte-identical to
+//! `overlaybd-commit` / `overlaybd-merge` given the same metadata.
+//!
+//! Metadata of the new layer (§3.9.4 of the format notes): `uuid` is null
+//! unless given; `parent_uuid` is the given one, else the source's header
+//! `parent_uuid` (for a merge, the bottom layer's); `virtual_size` is the
+//! header (offset 0) value of the source (for a merge, the top layer's).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+use serde::Serialize;
+use zerocopy::IntoBytes;
+
+use crate::error::{Error, Result};
+use crate::format::lsmt::header::HeaderFields;
+use crate::format::lsmt::raw::{FLAG_DATA, FLAG_SEALED, FLAG_SPARSE, SECTOR_SIZE};
+use crate::format::lsmt::segment::MAX_LENGTH;
+use crate::format::lsmt::writer::{LayerMeta, Writer, PIECE_SECTORS};
+use crate::format::lsmt::{Header, Kind, Layer, Segment};
+use crate::io::ReadAt;
+use crate::output::{Output, OutputOptions, OutputReport};
+use crate::stack::Stack;
+use crate::uuid::Uuid;
+
+/// Metadata the caller may set on a new layer.
+#[derive(Debug, Clone, Default)]
+pub struct CommitMeta {
+    /// The new layer's uuid (null when not given).
+    pub uuid: Option<Uuid>,
+    /// The parent uuid (inherited from the source when not given).
+    pub parent_uuid: Option<Uuid>,
+    /// Commit message (at most 256 bytes).
+    pub message: Vec<u8>,
+}
+
+/// The layer a writer made.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerSummary {
+    /// Virtual disk size in bytes.
+    pub virtual_size: u64,
+    /// The layer's uuid.
+    pub uuid: String,
+    /// The parent's uuid.
+    pub parent_uuid: String,
+    /// Commit message.
+    pub message: String,
+    /// Index entries (without padding).
+    pub segments: u64,
+    /// `index_size` on disk (padding included).
+    pub index_size: u64,
+    /// Bytes of data copied into the layer.
+    pub data_bytes: u64,
+    /// Bytes of the virtual disk mapped as zeroed entries.
+    pub zeroed_bytes: u64,
+    /// Size of the LSMT file (before any ZFile/tar packaging).
+    pub lsmt_size: u64,
+}
+
+/// What a commit, merge or diff wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitReport {
+    /// The output file.
+    pub output: OutputReport,
+    /// The layer inside it.
+    pub layer: LayerSummary,
+}
+
+/// Bytes the reader thread hands over at a time.
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches in flight between the reader thread and the writer.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// One run inside a [`Batch`].
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    lba: u64,
+    sectors: u64,
+    tag: u8,
+    zeroed: bool,
+}
+
+/// Source data read ahead of the writer: runs and their bytes back to back
+/// in `buf[..len]` (the buffer keeps its full size, so reuse costs no memset).
+struct Batch {
+    buf: Vec<u8>,
+    len: usize,
+    items: Vec<Item>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            buf: vec![0u8; BATCH_BYTES],
+            len: 0,
+            items: Vec::new(),
+        }
+    }
+}
+
+/// Reads the data of `mappings` into batches, in order. A mapping split
+/// across batches is split at multiples of 32 KiB from its start, so that
+/// the writer cuts the same 64-sector pieces as the reference.
+fn read_ahead(
+    sources: &[Arc<dyn ReadAt>],
+    mappings: &[Segment],
+    tx: SyncSender<Result<Batch>>,
+    spare: Receiver<Batch>,
+) {
+    let piece = (PIECE_SECTORS * SECTOR_SIZE) as usize;
+    let mut batch = Batch::new();
+    let send = |b: Batch| tx.send(Ok(b)).is_ok();
+    let fresh = |spare: &Receiver<Batch>| {
+        let mut b = spare.try_recv().unwrap_or_else(|_| Batch::new());
+        b.len = 0;
+        b.items.clear();
+        b
+    };
+    for m in mappings {
+        if m.zeroed {
+            batch.items.push(Item {
+                lba: m.offset,
+                sectors: m.length as u64,
+                tag: m.tag,
+                zeroed: true,
+            });
+            continue;
+        }
+        let Some(src) = sources.get(m.tag as usize) else {
+            let _ = tx.send(Err(Error::invalid(
+                "commit",
+                format!("mapping names layer {} of {}", m.tag, sources.len()),
+            )));
+            return;
+        };
+        let mut done = 0u64;
+        let total = m.length as u64 * SECTOR_SIZE;
+        while done < total {
+            let room = BATCH_BYTES - batch.len;
+            let left = (total - done) as usize;
+            let take = if left <= room {
+                left
+            } else {
+                room / piece * piece
+            };
+            if take == 0 {
+                if !send(std::mem::replace(&mut batch, fresh(&spare))) {
+                    return;
+                }
+                continue;
+            }
+            let at = batch.len;
+            batch.len += take;
+            let offset = m.moffset * SECTOR_SIZE + done;
+            if let Err(e) = src.read_exact_at(&mut batch.buf[at..at + take], offset) {
+                let _ = tx.send(Err(e));
+                return;
+            }
+            batch.items.push(Item {
+                lba: m.offset + done / SECTOR_SIZE,
+                sectors: take as u64 / SECTOR_SIZE,
+                tag: m.tag,
+                zeroed: false,
+            });
+            done += take as u64;
+        }
+        if batch.items.len() >= 8192 && !send(std::mem::replace(&mut batch, fresh(&spare))) {
+            return;
+        }
+    }
+    if !batch.items.is_empty() {
+        send(batch);
+    }
+}
+
+/// Compacts `mappings` (sorted, non-overlapping; `tag` = index into
+/// `sources`, written as the entry's tag) into a committed layer on `out`.
+/// `progress` receives source bytes as they are copied.
+///
+/// # Errors
+/// Read errors of the sources, write errors, out-of-range mappings.
+pub fn compact<W: Write>(
+    sources: &[Arc<dyn ReadAt>],
+    mappings: &[Segment],
+    meta: LayerMeta,
+    out: W,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(W, LayerSummary)> {
+    let summary_meta = meta.clone();
+    let mut w = Writer::new(out, meta)?;
+    let mut data_bytes = 0u64;
+    let mut zeroed_bytes = 0u64;
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = sync_channel(BATCHES_IN_FLIGHT);
+        let (spare_tx, spare_rx) = sync_channel(BATCHES_IN_FLIGHT + 1);
+        s.spawn(move || read_ahead(sources, mappings, tx, spare_rx));
+        for batch in rx {
+            let batch = batch?;
+            let mut at = 0usize;
+            for it in &batch.items {
+                if it.zeroed {
+                    let mut lba = it.lba;
+                    let mut left = it.sectors;
+                    while left > 0 {
+                        let n = left.min(MAX_LENGTH as u64);
+                        w.push_zeroed(lba, n as u32, it.tag)?;
+                        lba += n;
+                        left -= n;
+                    }
+                    zeroed_bytes += it.sectors * SECTOR_SIZE;
+                } else {
+                    let n = (it.sectors * SECTOR_SIZE) as usize;
+                    w.push_data(it.lba, &batch.buf[at..at + n], it.tag)?;
+                    at += n;
+                    data_bytes += n as u64;
+                    progress(n as u64);
+                }
+            }
+            // The reader may already be gone (finished); then drop the batch.
+            let _ = spare_tx.try_send(batch);
+        }
+        Ok(())
+    })?;
+    let segments = w.entries() as u64;
+    let (out, index_size) = w.finish()?;
+    let lsmt_size = summary_meta_size(data_bytes, index_size);
+    Ok((
+        out,
+        LayerSummary {
+            virtual_size: summary_meta.virtual_size,
+            uuid: summary_meta.uuid.as_str().to_string(),
+            parent_uuid: summary_meta.parent_uuid.as_str().to_string(),
+            message: String::from_utf8_lossy(&summary_meta.user_tag).into_owned(),
+            segments,
+            index_size,
+            data_bytes,
+            zeroed_bytes,
+            lsmt_size,
+        },
+    ))
+}
+
+fn summary_meta_size(data_bytes: u64, index_size: u64) -> u64 {
+    2 * crate::format::lsmt::raw::HEADER_SPACE + data_bytes + index_size * 16
+}
+
+/// The parent uuid a header names, null when unparseable.
+fn header_parent(h: &Header) -> Uuid {
+    h.parent_uuid().unwrap_or_else(Uuid::null)
+}
+
+/// Commits one layer — writable (plain or sparse), sealed in place, or
+/// already committed — into a new committed layer at `dest`.
+///
+/// # Errors
+/// Read errors of the layer, an existing `dest` without `force`, write errors,
+/// a message over 256 bytes.
+pub fn commit_layer(
+    layer: &Layer,
+    meta: &CommitMeta,
+    dest: &Path,
+    out_opts: OutputOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<CommitReport> {
+    let lm = LayerMeta {
+        virtual_size: layer.header.virtual_size,
+        uuid: meta.uuid.unwrap_or_else(Uuid::null),
+        parent_uuid: meta
+            .parent_uuid
+            .unwrap_or_else(|| header_parent(&layer.header)),
+        user_tag: meta.message.clone(),
+    };
+    let mappings: Vec<Segment> = layer
+        .segments
+        .iter()
+        .map(|s| Segment { tag: 0, ..*s })
+        .collect();
+    // Fail on a bad message before creating anything.
+    crate::format::lsmt::writer::check_meta(&lm)?;
+    let out = Output::create(dest, out_opts)?;
+    let (out, summary) = compact(
+        std::slice::from_ref(&layer.data),
+        &mappings,
+        lm,
+        out,
+        progress,
+    )?;
+    let output = out.finish()?;
+    Ok(CommitReport {
+        output,
+        layer: summary,
+    })
+}
+
+/// Flattens a stack of read-only layers into one committed layer, as
+/// `overlaybd-merge` does: the merged index with top-first layer numbers as
+/// tags (entries of different layers never coalesce), compacted.
+///
+/// # Errors
+/// As [`commit_layer`]; [`Error::Invalid`] for a stack with a writable top.
+pub fn merge_stack(
+    stack: &Stack,
+    meta: &CommitMeta,
+    dest: &Path,
+    out_opts: OutputOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<CommitReport> {
+    let layers = stack.layers();
+    if layers
+        .iter()
+        .any(|l| matches!(l.layer.kind, Kind::Writable | Kind::SparseWritable))
+    {
+        return Err(Error::invalid(
+            "merge",
+            "only read-only layers can be merged (commit the writable layer first)",
+        ));
+    }
+    let n = layers.len();
+    let (Some(bottom), Some(top)) = (layers.first(), layers.last()) else {
+        return Err(Error::invalid("merge", "no layers given"));
+    };
+    let lm = LayerMeta {
+        virtual_size: top.layer.header.virtual_size,
+        uuid: meta.uuid.unwrap_or_else(Uuid::null),
+        parent_uuid: meta
+            .parent_uuid
+            .unwrap_or_else(|| header_parent(&bottom.layer.header)),
+        user_tag: meta.message.clone(),
+    };
+    crate::format::lsmt::writer::check_meta(&lm)?;
+    // Sources top first, so that a mapping's tag is its top-first number.
+    let sources: Vec<Arc<dyn ReadAt>> = layers.iter().rev().map(|l| l.layer.data.clone()).collect();
+    let mappings: Vec<Segment> = stack
+        .mappings()
+        .iter()
+        .map(|m| Segment {
+            offset: m.offset,
+            length: m.length,
+            moffset: m.moffset,
+            zeroed: m.zeroed,
+            tag: (n - 1 - m.layer as usize) as u8,
+        })
+        .collect();
+    let out = Output::create(dest, out_opts)?;
+    let (out, summary) = compact(&sources, &mappings, lm, out, progress)?;
+    let output = out.finish()?;
+    Ok(CommitReport {
+        output,
+        layer: summary,
+    })
+}
+
+/// What [`seal_in_place`] appended.
+#[derive(Debug, Clone, Serialize)]
+pub struct SealReport {
+    /// The data file sealed.
+    pub path: String,
+    /// Byte offset of the appended index.
+    pub index_offset: u64,
+    /// Index entries (without the zero filler).
+    pub index_size: u64,
+    /// The file's new size.
+    pub file_size: u64,
+    /// Virtual size carried over from the data header.
+    pub virtual_size: u64,
+}
+
+/// Seals a writable layer in place (§3.10): appends its index (sorted, not
+/// coalesced, zero-filled to 512 bytes) and a trailer to the data file. The
+/// data file then opens as a read-only layer; the index file is not used
+/// any more.
+///
+/// Crash safety: the index and trailer are written past the old end of the
+/// file and synced; until the trailer is complete the file still opens as a
+/// writable layer (the extra bytes are ignored), never as a damaged sealed one.
+///
+/// # Errors
+/// A layer that is not writable; I/O errors.
+pub fn seal_in_place(data: &Path, index: &Path) -> Result<SealReport> {
+    let d = File::open(data).map_err(|e| Error::InLayer {
+        path: data.display().to_string(),
+        inner: Box::new(Error::open(e)),
+    })?;
+    let i = File::open(index).map_err(|e| Error::InLayer {
+        path: index.display().to_string(),
+        inner: Box::new(Error::open(e)),
+    })?;
+    let layer = Layer::open_rw(d, i)?;
+    let h = &layer.header;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(data)
+        .map_err(|e| Error::io("lsmt data file", 0, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("lsmt data file", 0, e))?
+        .len();
+    let index_offset = len.next_multiple_of(SECTOR_SIZE);
+    let mut bytes = Vec::with_capacity(layer.segments.len() * 16 + 4096);
+    for s in &layer.segments {
+        bytes.extend_from_slice(Segment { tag: 0, ..*s }.encode()?.as_bytes());
+    }
+    bytes.resize(bytes.len().next_multiple_of(SECTOR_SIZE as usize), 0);
+    let flags = FLAG_DATA | FLAG_SEALED | (h.flags & FLAG_SPARSE);
+    let trailer = HeaderFields {
+        flags,
+        index_offset,
+        index_size: layer.segments.len() as u64,
+        virtual_size: h.virtual_size,
+        uuid: h.uuid().unwrap_or_else(Uuid::null),
+        parent_uuid: header_parent(h),
+        user_tag: Vec::new(),
+    }
+    .to_bytes()?;
+    bytes.extend_from_slice(&trailer);
+    file.write_all_at(&bytes, index_offset)
+        .map_err(|e| Error::io("lsmt data file", index_offset, e))?;
+    file.sync_all()
+        .map_err(|e| Error::io("lsmt data file", index_offset, e))?;
+    Ok(SealReport {
+        path: data.display().to_string(),
+        index_offset,
+        index_size: layer.segments.len() as u64,
+        file_size: index_offset + bytes.len() as u64,
+        virtual_size: h.virtual_size,
+    })
+}
+
+/// Options of [`commit_diff`].
+#[derive(Debug, Clone, Copy)]
+pub struct DiffOptions {
+    /// Comparison unit in bytes (a multiple of 512).
+    pub block_size: u64,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions { block_size: 4096 }
+    }
+}
+
+/// How a block of the new image relates to the base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Same,
+    Data,
+    Zero,
+}
+
+/// Compares `new` with `base` (reads past the base's end are zeros) block by
+/// block and returns the runs to commit: `(first byte, bytes, change)`.
+fn classify(new: &[u8], base: &[u8], bs: usize) -> Vec<(usize, usize, Change)> {
+    let mut runs: Vec<(usize, usize, Change)> = Vec::new();
+    for (k, (n, b)) in new.chunks(bs).zip(base.chunks(bs)).enumerate() {
+        let c = if n == b {
+            Change::Same
+        } else if crate::flatten::is_zero(n) {
+            Change::Zero
+        } else {
+            Change::Data
+        };
+        match runs.last_mut() {
+            Some(r) if r.2 == c => r.1 += n.len(),
+            _ => runs.push((k * bs, n.len(), c)),
+        }
+    }
+    runs
+}
+
+/// Commits the difference between the raw image `new` and `base` (the
+/// merged view of a stack, or nothing): a layer holding exactly the blocks
+/// where `new` differs from `base`. Changed blocks that are all zero in
+/// `new` become zeroed entries; other changed blocks become data. With no
+/// base every non-zero block of `new` is data. The layer's virtual size is
+/// `new`'s size rounded up to a sector; its parent is the base's top layer
+/// unless given.
+///
+/// # Errors
+/// Read errors, a block size that is not a multiple of 512, write errors.
+pub fn commit_diff(
+    new: &dyn ReadAt,
+    base: Option<&Stack>,
+    opts: DiffOptions,
+    meta: &CommitMeta,
+    dest: &Path,
+    out_opts: OutputOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<CommitReport> {
+    let parent = meta.parent_uuid.unwrap_or_else(|| {
+        base.and_then(|s| s.layers().last())
+            .and_then(|l| l.layer.authoritative().uuid())
+            .unwrap_or_else(Uuid::null)
+    });
+    let lm = LayerMeta {
+        virtual_size: new.len().next_multiple_of(SECTOR_SIZE),
+        uuid: meta.uuid.unwrap_or_else(Uuid::null),
+        parent_uuid: parent,
+        user_tag: meta.message.clone(),
+    };
+    crate::format::lsmt::writer::check_meta(&lm)?;
+    let out = Output::create(dest, out_opts)?;
+    let (out, summary) = diff_into(new, base.map(|s| s as &dyn ReadAt), opts, lm, out, progress)?;
+    let output = out.finish()?;
+    Ok(CommitReport {
+        output,
+        layer: summary,
+    })
+}
+
+/// [`commit_diff`] into any writer; `base` is any view (reads past its end
+/// are zeros).
+///
+/// # Errors
+/// As [`commit_diff`].
+pub fn diff_into<W: Write>(
+    new: &dyn ReadAt,
+    base: Option<&dyn ReadAt>,
+    opts: DiffOptions,
+    meta: LayerMeta,
+    out: W,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(W, LayerSummary)> {
+    let bs = opts.block_size;
+    if bs == 0 || bs % SECTOR_SIZE != 0 || bs > 1 << 20 {
+        return Err(Error::invalid(
+            "block size",
+            format!("{bs} is not a multiple of 512 up to 1 MiB"),
+        ));
+    }
+    let summary_meta = meta.clone();
+    let mut w = Writer::new(out, meta)?;
+    let chunk = (BATCH_BYTES as u64 / bs).max(1) * bs;
+    let size = new.len();
+    let padded = size.next_multiple_of(SECTOR_SIZE);
+    let mut nb = vec![0u8; chunk as usize];
+    let mut bb = vec![0u8; chunk as usize];
+    let (mut data_bytes, mut zeroed_bytes) = (0u64, 0u64);
+    let mut pos = 0u64;
+    while pos < padded {
+        let len = (padded - pos).min(chunk) as usize;
+        let n = &mut nb[..len];
+        let real = (size.saturating_sub(pos) as usize).min(len);
+        new.read_exact_at(&mut n[..real], pos)?;
+        n[real..].fill(0);
+        let b = &mut bb[..len];
+        match base {
+            Some(base) => {
+                let have = (base.len().saturating_sub(pos) as usize).min(len);
+                base.read_exact_at(&mut b[..have], pos)?;
+                b[have..].fill(0);
+            }
+            None => b.fill(0),
+        }
+        for (start, bytes, change) in classify(n, b, bs as usize) {
+            let lba = (pos + start as u64) / SECTOR_SIZE;
+            match change {
+                Change::Same => {}
+                Change::Data => {
+                    w.push_data(lba, &n[start..start + bytes], 0)?;
+                    data_bytes += bytes as u64;
+                }
+                Change::Zero => {
+                    let mut lba = lba;
+                    let mut left = bytes as u64 / SECTOR_SIZE;
+                    while left > 0 {
+                        let k = left.min(MAX_LENGTH as u64);
+                        w.push_zeroed(lba, k as u32, 0)?;
+                        lba += k;
+                        left -= k;
+                    }
+                    zeroed_bytes += bytes as u64;
+                }
+            }
+        }
+        progress(len as u64);
+        pos += len as u64;
+    }
+    let segments = w.entries() as u64;
+    let (out, index_size) = w.finish()?;
+    Ok((
+        out,
+        LayerSummary {
+            virtual_size: summary_meta.virtual_size,
+            uuid: summary_meta.uuid.as_str().to_string(),
+            parent_uuid: summary_meta.parent_uuid.as_str().to_string(),
+            message: String::from_utf8_lossy(&summary_meta.user_tag).into_owned(),
+            segments,
+            index_size,
+            data_bytes,
+            zeroed_bytes,
+            lsmt_size: summary_meta_size(data_bytes, index_size),
+        },
+    ))
+}
