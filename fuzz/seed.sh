@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 fx=../tests/fixtures/overlaybd
 mk() { mkdir -p "corpus/$1"; }
-for t in tar_detect zfile_open zfile_block lsmt_open rw_layer segment_index stack; do mk "$t"; done
+for t in tar_detect zfile_open zfile_block lsmt_open rw_layer segment_index stack verify; do mk "$t"; done
+for f in L2.zstd-bs32.zfile L2.lz4-bs64.tar L2.commit; do cp "$fx/$f" corpus/verify/; done
 for f in L2.lz4-bs64.tar L1.zstd.tar base.zstd-bs16.tar; do cp "$fx/$f" corpus/tar_detect/; done
 for f in L2.zstd-bs32.zfile L1.lz4-bs16.zfile base.head777777.zstd-bs8.zfile; do cp "$fx/$f" corpus/zfile_open/; done
 cp "$fx/L2.commit" "$fx/L1.sealed" corpus/lsmt_open/

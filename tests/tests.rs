@@ -5,6 +5,7 @@ mod util;
 mod cli;
 mod corruption;
 mod fixtures;
+mod fuzz_regressions;
 mod read;
 mod verify;
 mod writers;

@@ -810,6 +810,9 @@ fn block_ok(
     len: u64,
     buf: &mut Vec<u8>,
 ) -> Result<bool> {
+    if len == 0 || (plan.has_crc && len <= CRC_SIZE) {
+        return Ok(false);
+    }
     buf.resize(len as usize, 0);
     view.read_exact_at(buf, pos)?;
     let data = if plan.has_crc {
