@@ -16,8 +16,11 @@ use crate::io::ReadAt;
 use crate::stack::{Source, Stack, StackLayer};
 use crate::verify::{verify_blob, verify_pair_readers, Options, Status};
 
+/// A fuzz target body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the regression replayer.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("tar_detect", tar_detect),
     ("zfile_open", zfile_open),
     ("zfile_block", zfile_block),
