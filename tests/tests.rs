@@ -4,6 +4,7 @@ mod util;
 
 mod cli;
 mod corruption;
+mod crash;
 mod fixtures;
 mod fuzz_regressions;
 mod read;
