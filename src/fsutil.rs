@@ -177,8 +177,6 @@ mod tests {
         assert!(!pending().contains(&tmp));
     }
 
-    /// `remove_pending` acts on the whole process: keep these tests apart.
-    static SERIAL: Mutex<()> = Mutex::new(());
 
     #[test]
     fn commit_and_noclobber() {
