@@ -177,7 +177,6 @@ mod tests {
         assert!(!pending().contains(&tmp));
     }
 
-
     #[test]
     fn commit_and_noclobber() {
         let dir = tempfile::tempdir().unwrap();
