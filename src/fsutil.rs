@@ -3,8 +3,26 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+
+/// Temporary files of outputs not yet committed, so that a signal handler
+/// can remove them before the process dies ([`remove_pending`]).
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    PENDING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes the temporary files of every output not yet committed. For a
+/// signal handler that is about to end the process (Ctrl-C, SIGTERM):
+/// without it an interrupted writer leaves its hidden temporary file behind.
+pub fn remove_pending() {
+    for p in pending().drain(..) {
+        let _ = std::fs::remove_file(p);
+    }
+}
 
 /// An output file that appears at its destination only when committed.
 /// Dropping it without [`AtomicFile::commit`] removes the temporary file.
@@ -13,6 +31,24 @@ pub struct AtomicFile {
     tmp: tempfile::NamedTempFile,
     dest: PathBuf,
     force: bool,
+    // Dropped after `tmp`: the file is gone before it leaves the list.
+    _pending: Pending,
+}
+
+/// Keeps a temporary file on the [`PENDING`] list while it lives.
+struct Pending(PathBuf);
+
+impl Pending {
+    fn new(p: &Path) -> Self {
+        pending().push(p.to_path_buf());
+        Pending(p.to_path_buf())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        pending().retain(|p| p != &self.0);
+    }
 }
 
 impl AtomicFile {
@@ -44,6 +80,7 @@ impl AtomicFile {
             .tempfile_in(&dir)
             .map_err(|e| Error::io("output directory", 0, e))?;
         Ok(AtomicFile {
+            _pending: Pending::new(tmp.path()),
             tmp,
             dest: dest.to_path_buf(),
             force,
@@ -123,6 +160,22 @@ fn current_umask() -> u32 {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn pending_list_follows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = AtomicFile::create(&dir.path().join("a"), false).unwrap();
+        let tmp = a.tmp.path().to_path_buf();
+        assert!(pending().contains(&tmp));
+        drop(a);
+        assert!(!pending().contains(&tmp) && !tmp.exists());
+        // (`remove_pending` itself is exercised by the CLI test that
+        // interrupts a writer: calling it here would race other tests.)
+        let c = AtomicFile::create(&dir.path().join("c"), false).unwrap();
+        let tmp = c.tmp.path().to_path_buf();
+        c.commit().unwrap();
+        assert!(!pending().contains(&tmp));
+    }
 
     #[test]
     fn commit_and_noclobber() {

@@ -19,6 +19,8 @@ pub mod error;
 pub mod flatten;
 pub mod format;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod io;
 pub mod output;

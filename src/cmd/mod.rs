@@ -175,6 +175,17 @@ pub fn print_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> anyhow
 /// Whatever the command fails with.
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
+    if matches!(
+        cli.command,
+        Command::Flatten(_)
+            | Command::Demo(_)
+            | Command::Zfile(_)
+            | Command::Create(_)
+            | Command::Commit(_)
+            | Command::Merge(_)
+    ) {
+        remove_outputs_on_signal();
+    }
     match cli.command {
         Command::Inspect(a) => inspect::run(g, a, out),
         Command::Map(a) => map::run(g, a, out),
@@ -192,6 +203,24 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Merge(a) => merge::run(g, a, out),
         Command::Verify(a) => verify::run(g, a, out),
     }
+}
+
+/// For commands that write files: on SIGINT, SIGTERM or SIGHUP, remove the
+/// temporary files of unfinished outputs, then exit as a shell reports a
+/// signal (128 + its number). Without this an interrupted writer would leave
+/// its hidden temporary file next to the output (never a partial output).
+fn remove_outputs_on_signal() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            crate::fsutil::remove_pending();
+            eprintln!("obd: interrupted");
+            std::process::exit(128 + sig);
+        }
+    });
 }
 
 /// The binary's entry point.

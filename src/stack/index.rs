@@ -220,6 +220,11 @@ pub struct MergedIndex {
     /// Node offset of each level in `keys`, bottom level first.
     pub(crate) levels: Vec<usize>,
     kernel: Kernel,
+    /// The radix front table: the lines whose first offset is below
+    /// `b << shift` number `radix[b]`, so the line holding a query `x` is among lines
+    /// `radix[x >> shift] .. radix[(x >> shift) + 1]` (see [`MergedIndex::lookup`]).
+    radix: Vec<u32>,
+    radix_shift: u32,
 }
 
 impl Default for MergedIndex {
@@ -262,12 +267,15 @@ impl MergedIndex {
             let (nodes, levels) = build_levels::<8, u64>(&k, PAD64);
             (Keys::U64(nodes.into_iter().map(Node64).collect()), levels)
         };
+        let (radix, radix_shift) = build_radix(&lines);
         MergedIndex {
             lines,
             len,
             keys,
             levels,
             kernel,
+            radix,
+            radix_shift,
         }
     }
 
@@ -330,13 +338,79 @@ impl MergedIndex {
             Keys::U32(v) => v.capacity() * 64,
             Keys::U64(v) => v.capacity() * 64,
         };
-        self.lines.capacity() * 64 + keys + self.levels.capacity() * 8
+        self.lines.capacity() * 64 + keys + self.levels.capacity() * 8 + self.radix.capacity() * 4
     }
 
     /// Index of the first mapping that ends after sector `lba` (`len()` when
     /// none does): the mapping holding `lba`, or else the next one.
+    ///
+    /// Most lookups are answered by the radix front table: one table load
+    /// narrows the search to the lines whose first offset shares the query's
+    /// top bits (about one line on average, as the table has a bucket per
+    /// line), which are counted directly. Crowded buckets (skewed offsets)
+    /// fall back to the tree. With AVX-512 the tree alone is as fast at ten
+    /// thousand mappings and faster at a million, so that kernel skips the
+    /// table.
     #[inline]
     pub fn lookup(&self, lba: u64) -> usize {
+        if lba > MAX_QUERY || self.len == 0 {
+            return self.lookup_slow(lba);
+        }
+        if self.kernel == Kernel::Avx512 {
+            return self.lookup_tree(lba);
+        }
+        if let Some(i) = self.lookup_radix(lba) {
+            return i;
+        }
+        self.lookup_tree(lba)
+    }
+
+    /// The radix step of [`MergedIndex::lookup`]: `None` when the query's
+    /// bucket holds too many lines to count one by one.
+    #[inline(always)]
+    fn lookup_radix(&self, lba: u64) -> Option<usize> {
+        let b = ((lba >> self.radix_shift) as usize).min(self.radix.len() - 2);
+        let (lo, hi) = (self.radix[b] as usize, self.radix[b + 1] as usize);
+        if hi - lo > RADIX_SCAN {
+            return None;
+        }
+        // Lines lo..hi start inside the bucket; those before lo start below
+        // `lba`, those from hi on above it. Count the ones that start ≤ lba
+        // in the tree's bottom level, where line starts are packed 16 (or 8)
+        // to a cache line.
+        let c = match &self.keys {
+            Keys::U32(nodes) => {
+                let bottom = &nodes[self.levels[0]..];
+                let x = narrow(lba);
+                lo + (lo..hi)
+                    .map(|i| (bottom[i >> 4].0[i & 15] <= x) as usize)
+                    .sum::<usize>()
+            }
+            Keys::U64(nodes) => {
+                let bottom = &nodes[self.levels[0]..];
+                lo + (lo..hi)
+                    .map(|i| (bottom[i >> 3].0[i & 7] <= lba) as usize)
+                    .sum::<usize>()
+            }
+        };
+        Some(self.within_line(c, lba))
+    }
+
+    /// The answer given `c`, the number of lines whose first offset is `≤ lba`.
+    #[inline(always)]
+    pub(crate) fn within_line(&self, c: usize, lba: u64) -> usize {
+        let line = c.saturating_sub(1);
+        let n: usize = self.lines[line]
+            .0
+            .iter()
+            .map(|m| (m.end() <= lba) as usize)
+            .sum();
+        line * 4 + n
+    }
+
+    /// The tree step of [`MergedIndex::lookup`], with the index's kernel.
+    #[inline]
+    pub fn lookup_tree(&self, lba: u64) -> usize {
         if lba > MAX_QUERY || self.len == 0 {
             return self.lookup_slow(lba);
         }
@@ -411,6 +485,34 @@ impl MergedIndex {
             .sum();
         line * 4 + n
     }
+}
+
+/// Most lines a radix bucket may hold before a lookup uses the tree instead.
+const RADIX_SCAN: usize = 8;
+
+/// Builds the radix front table over the lines' first offsets: one bucket
+/// per line rounded up to a power of two (4 to 8 bytes per line, 1 to 2 per
+/// mapping), so most buckets hold no line start and a lookup reads the table
+/// and one line; two extra entries so that `radix[b + 1]` always exists.
+fn build_radix(lines: &[Line]) -> (Vec<u32>, u32) {
+    let n = lines.len();
+    let buckets = n.next_power_of_two().max(1);
+    let top = lines.last().map_or(0, |l| l.0[0].offset());
+    let bits = 64 - top.leading_zeros();
+    let shift = bits.saturating_sub(buckets.trailing_zeros());
+    let mut radix = Vec::with_capacity(buckets + 2);
+    let mut j = 0usize;
+    for b in 0..buckets as u64 + 2 {
+        let bound = b
+            .checked_shl(shift)
+            .filter(|v| v >> shift == b)
+            .unwrap_or(u64::MAX);
+        while j < n && lines[j].0[0].offset() < bound {
+            j += 1;
+        }
+        radix.push(j as u32);
+    }
+    (radix, shift)
 }
 
 /// The padding key of narrow nodes. Narrow keys are used when every real
@@ -542,7 +644,13 @@ mod tests {
             for &lba in probes {
                 let want = reference(m, lba);
                 assert_eq!(ix.lookup_with(kernel, lba), want, "{kernel:?} lba {lba}");
+                assert_eq!(ix.lookup(lba), want, "{kernel:?} radix+tree lba {lba}");
                 assert_eq!(ix.lookup_slow(lba), want, "slow lba {lba}");
+                if lba <= MAX_QUERY && !m.is_empty() {
+                    if let Some(r) = ix.lookup_radix(lba) {
+                        assert_eq!(r, want, "radix lba {lba}");
+                    }
+                }
             }
         }
     }
@@ -652,11 +760,42 @@ mod tests {
         let m = mk(&layout(&parts, 0));
         let ix = MergedIndex::build(&m);
         let per = ix.heap_bytes() as f64 / m.len() as f64;
-        assert!(per <= 17.5, "{per} bytes per mapping");
+        assert!(per <= 19.5, "{per} bytes per mapping");
         let m = mk(&layout(&parts, 1 << 40));
         let ix = MergedIndex::build(&m);
         let per = ix.heap_bytes() as f64 / m.len() as f64;
-        assert!(per <= 18.5, "{per} bytes per mapping");
+        assert!(per <= 20.5, "{per} bytes per mapping");
+    }
+
+    #[test]
+    fn crowded_radix_buckets_fall_back_to_the_tree() {
+        // 4000 small mappings packed together, then one far away: nearly
+        // every line lands in the first bucket.
+        let mut parts: Vec<(u64, u32)> = (0..4000u64).map(|i| (i % 2, 1)).collect();
+        parts.push((1 << 40, 8));
+        let m = mk(&layout(&parts, 0));
+        let ix = MergedIndex::build(&m);
+        assert!(
+            ix.lookup_radix(100).is_none(),
+            "a crowded bucket is not scanned"
+        );
+        let end = m[m.len() - 2].end();
+        let mut probes: Vec<u64> = (0..end + 2).collect();
+        probes.extend([
+            1 << 39,
+            (1 << 40) - 1,
+            1 << 40,
+            (1 << 40) + 7,
+            (1 << 40) + 8,
+        ]);
+        check_all(&m, &probes);
+        // Evenly spread offsets: every lookup is a radix lookup.
+        let parts: Vec<(u64, u32)> = (0..4000u64).map(|i| (3 + i % 5, 4)).collect();
+        let m = mk(&layout(&parts, 0));
+        let ix = MergedIndex::build(&m);
+        let end = m.last().unwrap().end();
+        assert!((0..end).all(|x| ix.lookup_radix(x).is_some()));
+        check_all(&m, &(0..end + 2).collect::<Vec<_>>());
     }
 
     proptest! {
@@ -675,6 +814,7 @@ mod tests {
                 let ix = MergedIndex::build_with(&m, kernel);
                 for &lba in &all {
                     prop_assert_eq!(ix.lookup_with(kernel, lba), reference(&m, lba), "{:?} lba {}", kernel, lba);
+                    prop_assert_eq!(ix.lookup(lba), reference(&m, lba), "{:?} radix lba {}", kernel, lba);
                 }
             }
         }

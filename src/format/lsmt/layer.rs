@@ -166,28 +166,31 @@ impl Layer {
     /// `overlaybd-create` makes; [`Error::Io`].
     pub fn open_rw(data: File, index_file: File) -> Result<Self> {
         let data = FileAt::new(data)?;
-        let dlen = data.len();
-        if dlen < HEADER_SPACE {
-            return Err(Error::corrupt(
-                "lsmt data header",
-                0,
-                format!("data file is {dlen} bytes, shorter than its 4096-byte header"),
-            ));
-        }
-        let mut buf = vec![0u8; HEADER_SPACE as usize];
-        data.read_exact_at(&mut buf, 0)?;
-        let header = Header::parse(&buf, "lsmt data header", 0)?;
-        if !header.is_header() || !header.is_data() {
-            return Err(Error::corrupt(
-                "lsmt data header",
-                28,
-                format!("flags {:#x} are not a data-file header's", header.flags),
-            ));
-        }
+        let header = read_data_header(&data)?;
         if header.is_sparse() {
             return Self::open_sparse(data, header);
         }
         let index = FileAt::new(index_file)?;
+        Self::open_rw_views(Arc::new(data), &index)
+    }
+
+    /// Opens a (non-sparse) writable layer from views of its data and index
+    /// files; the data view's length is the data file's size.
+    ///
+    /// # Errors
+    /// As [`Layer::open_rw`]; [`Error::Unsupported`] for a sparse data file,
+    /// whose index comes from the file system's extents.
+    pub fn open_rw_views(data: Arc<dyn ReadAt>, index: &dyn ReadAt) -> Result<Self> {
+        let header = read_data_header(data.as_ref())?;
+        if header.is_sparse() {
+            return Err(Error::unsupported(
+                "lsmt data header",
+                28,
+                "sparse writable layer outside a file",
+            ));
+        }
+        let dlen = data.len();
+        let mut buf = vec![0u8; HEADER_SPACE as usize];
         let ilen = index.len();
         if ilen < HEADER_SPACE {
             return Err(Error::corrupt(
@@ -251,7 +254,7 @@ impl Layer {
             index_header: Some(ih),
             segments: rw.segments(),
             index_entries: records,
-            data: Arc::new(data),
+            data,
             data_end_sectors: data_end,
         })
     }
@@ -287,6 +290,29 @@ impl Layer {
             data_end_sectors: data_end,
         })
     }
+}
+
+/// Reads and checks the header of a writable layer's data file.
+fn read_data_header(data: &dyn ReadAt) -> Result<Header> {
+    let dlen = data.len();
+    if dlen < HEADER_SPACE {
+        return Err(Error::corrupt(
+            "lsmt data header",
+            0,
+            format!("data file is {dlen} bytes, shorter than its 4096-byte header"),
+        ));
+    }
+    let mut buf = vec![0u8; HEADER_SPACE as usize];
+    data.read_exact_at(&mut buf, 0)?;
+    let header = Header::parse(&buf, "lsmt data header", 0)?;
+    if !header.is_header() || !header.is_data() {
+        return Err(Error::corrupt(
+            "lsmt data header",
+            28,
+            format!("flags {:#x} are not a data-file header's", header.flags),
+        ));
+    }
+    Ok(header)
 }
 
 /// A file whose last partial sector reads as zeros past EOF (sparse layers
