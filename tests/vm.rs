@@ -5,7 +5,8 @@
 //! Inputs made here: the fixture stacks with their manifest hashes, an ext4
 //! image turned into a two-layer compressed stack by `obd commit --raw`, and
 //! a ZFile with one corrupted block. `OBD_VM_CHECKS` (space separated: stacks ext4 corrupt
-//! rw sigterm kill9 config list) limits the run while iterating;\n//! `OBD_VM_CONSOLE=1` prints the guest's console even when all is well.
+//! rw sigterm kill9 upper-crash config list) limits the run while iterating;
+//! `OBD_VM_CONSOLE=1` prints the guest's console even when all is well.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +21,7 @@ use obd::ReadAt;
 use crate::util::*;
 use crate::vmkit::{self, Console, Initramfs, Kernel, VmOptions};
 
-const ALL_CHECKS: &str = "stacks ext4 rw corrupt sigterm kill9 config list";
+const ALL_CHECKS: &str = "stacks ext4 rw corrupt sigterm kill9 upper-crash config list";
 
 struct VmRun {
     console: Console,
@@ -89,6 +90,7 @@ vm_checks! {
     vm_corrupt_zfile_block_reads_as_eio => "corrupt",
     vm_sigterm_tears_down => "sigterm",
     vm_kill9_then_detach_force => "kill9",
+    vm_upper_survives_a_killed_server => "upper-crash",
     vm_image_config => "config",
     vm_list_and_queues => "list",
 }

@@ -246,6 +246,44 @@ check_kill9() {
     fi
 }
 
+# A writable device whose server is killed mid-write: what a FLUSH
+# acknowledged (dd conv=fsync) survives, the upper layer opens and commits.
+check_upper_crash() {
+    obd create -q -f --size 0 /tmp/k9.data /tmp/k9.index || { fail upper-crash "obd create"; return; }
+    dev=$(obd attach --upper /tmp/k9.data /tmp/k9.index "$FX/L0.commit" 2>/tmp/k9.err) \
+        || { fail upper-crash "attach: $(cat /tmp/k9.err)"; return; }
+    spid=$(list_field pid)
+    dd if=/dev/urandom of=/tmp/k9.pat bs=1M count=4 2>/dev/null
+    want=$($SHA256SUM < /tmp/k9.pat | cut -d' ' -f1)
+    dd if=/tmp/k9.pat of="$dev" bs=1M seek=8 oflag=direct conv=fsync 2>/tmp/k9.err; wrc=$?
+    # Unflushed writes in flight when the server dies.
+    dd if=/dev/urandom of="$dev" bs=64k seek=1024 count=4096 oflag=direct 2>/dev/null &
+    ddpid=$!
+    sleep 1
+    kill -9 "$spid"
+    wait_for 10 dead "$spid"
+    wait_for 30 dead "$ddpid" || kill -9 "$ddpid"
+    obd detach --force "${dev#/dev/ublkb}" >/tmp/k9.out 2>&1; frc=$?
+    wait_for 10 no_ublk_devices
+    obd commit -q /tmp/k9.data /tmp/k9.index /tmp/k9.commit 2>/tmp/k9.cerr; crc=$?
+    got=none
+    if [ "$crc" = 0 ] && dev=$(obd attach "$FX/L0.commit" /tmp/k9.commit 2>>/tmp/k9.cerr); then
+        got=$(dd if="$dev" bs=1M skip=8 count=4 iflag=direct 2>/dev/null | $SHA256SUM | cut -d' ' -f1)
+        obd detach -q "$dev"
+    fi
+    if [ "$wrc" != 0 ]; then
+        fail upper-crash "flushed write: $(cat /tmp/k9.err)"
+    elif [ "$frc" != 0 ]; then
+        fail upper-crash "detach --force: $(cat /tmp/k9.out)"
+    elif [ "$crc" != 0 ]; then
+        fail upper-crash "commit after the crash: $(cat /tmp/k9.cerr)"
+    elif [ "$got" != "$want" ]; then
+        fail upper-crash "flushed data reads back as $got, wrote $want"
+    else
+        pass upper-crash
+    fi
+}
+
 check_config() {
     cat > /tmp/config.json <<EOF
 {"repoBlobUrl": "https://registry.invalid/v2/x/blobs",
@@ -309,6 +347,7 @@ for c in $(cat /vm/checks); do
         corrupt) check_corrupt ;;
         sigterm) check_sigterm ;;
         kill9) check_kill9 ;;
+        upper-crash) check_upper_crash ;;
         config) check_config ;;
         list) check_list ;;
     esac
