@@ -119,7 +119,7 @@ pub fn decompress_block(
     offset: u64,
 ) -> Result<()> {
     let got = match algo {
-        // lz4_flex's checked decoder: malformed input is an error, never a
+        // lz4_flex's safe decoder: malformed input is an error, never a
         // read or write outside `src`/`dst`.
         Algorithm::Lz4 => lz4_flex::block::decompress_into(src, dst).map_err(|e| {
             Error::corrupt("zfile block", offset, format!("block {block}: lz4: {e}"))
