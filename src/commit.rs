@@ -67,6 +67,28 @@ pub struct LayerSummary {
     pub lsmt_size: u64,
 }
 
+impl LayerSummary {
+    fn new(
+        meta: &LayerMeta,
+        segments: u64,
+        index_size: u64,
+        data_bytes: u64,
+        zeroed_bytes: u64,
+    ) -> Self {
+        LayerSummary {
+            virtual_size: meta.virtual_size,
+            uuid: meta.uuid.as_str().to_string(),
+            parent_uuid: meta.parent_uuid.as_str().to_string(),
+            message: String::from_utf8_lossy(&meta.user_tag).into_owned(),
+            segments,
+            index_size,
+            data_bytes,
+            zeroed_bytes,
+            lsmt_size: summary_meta_size(data_bytes, index_size),
+        }
+    }
+}
+
 /// What a commit, merge or diff wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitReport {
@@ -233,20 +255,15 @@ pub fn compact<W: Write>(
     })?;
     let segments = w.entries() as u64;
     let (out, index_size) = w.finish()?;
-    let lsmt_size = summary_meta_size(data_bytes, index_size);
     Ok((
         out,
-        LayerSummary {
-            virtual_size: summary_meta.virtual_size,
-            uuid: summary_meta.uuid.as_str().to_string(),
-            parent_uuid: summary_meta.parent_uuid.as_str().to_string(),
-            message: String::from_utf8_lossy(&summary_meta.user_tag).into_owned(),
+        LayerSummary::new(
+            &summary_meta,
             segments,
             index_size,
             data_bytes,
             zeroed_bytes,
-            lsmt_size,
-        },
+        ),
     ))
 }
 
@@ -589,16 +606,12 @@ pub fn diff_into<W: Write>(
     let (out, index_size) = w.finish()?;
     Ok((
         out,
-        LayerSummary {
-            virtual_size: summary_meta.virtual_size,
-            uuid: summary_meta.uuid.as_str().to_string(),
-            parent_uuid: summary_meta.parent_uuid.as_str().to_string(),
-            message: String::from_utf8_lossy(&summary_meta.user_tag).into_owned(),
+        LayerSummary::new(
+            &summary_meta,
             segments,
             index_size,
             data_bytes,
             zeroed_bytes,
-            lsmt_size: summary_meta_size(data_bytes, index_size),
-        },
+        ),
     ))
 }

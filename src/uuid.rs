@@ -58,6 +58,14 @@ impl Uuid {
         })
     }
 
+    /// Parses an optional command-line UUID (see [`Uuid::parse_arg`]).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming `what` when `s` is given and not a UUID.
+    pub fn parse_opt(what: &'static str, s: Option<&str>) -> Result<Option<Self>> {
+        s.map(|s| Uuid::parse_arg(what, s)).transpose()
+    }
+
     /// A fresh random (version 4) UUID.
     pub fn random() -> Self {
         let mut b = [0u8; 16];

@@ -79,16 +79,8 @@ struct Report<'a> {
 
 fn meta(a: &Args) -> anyhow::Result<CommitMeta> {
     Ok(CommitMeta {
-        uuid: a
-            .uuid
-            .as_deref()
-            .map(|s| Uuid::parse_arg("--uuid", s))
-            .transpose()?,
-        parent_uuid: a
-            .parent_uuid
-            .as_deref()
-            .map(|s| Uuid::parse_arg("--parent-uuid", s))
-            .transpose()?,
+        uuid: Uuid::parse_opt("--uuid", a.uuid.as_deref())?,
+        parent_uuid: Uuid::parse_opt("--parent-uuid", a.parent_uuid.as_deref())?,
         message: a.message.clone().unwrap_or_default().into_bytes(),
     })
 }

@@ -40,16 +40,8 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     let opts = CreateOptions {
         virtual_size: a.size,
         sparse: a.sparse,
-        uuid: a
-            .uuid
-            .as_deref()
-            .map(|s| Uuid::parse_arg("--uuid", s))
-            .transpose()?,
-        parent_uuid: a
-            .parent_uuid
-            .as_deref()
-            .map(|s| Uuid::parse_arg("--parent-uuid", s))
-            .transpose()?,
+        uuid: Uuid::parse_opt("--uuid", a.uuid.as_deref())?,
+        parent_uuid: Uuid::parse_opt("--parent-uuid", a.parent_uuid.as_deref())?,
         force: a.force,
     };
     let r = writable::create(&a.data, &a.index, &opts)?;

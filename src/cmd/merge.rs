@@ -52,16 +52,8 @@ pub struct Args {
 /// Unreadable layers, an existing output without `--force`, write errors.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let meta = CommitMeta {
-        uuid: a
-            .uuid
-            .as_deref()
-            .map(|s| Uuid::parse_arg("--uuid", s))
-            .transpose()?,
-        parent_uuid: a
-            .parent_uuid
-            .as_deref()
-            .map(|s| Uuid::parse_arg("--parent-uuid", s))
-            .transpose()?,
+        uuid: Uuid::parse_opt("--uuid", a.uuid.as_deref())?,
+        parent_uuid: Uuid::parse_opt("--parent-uuid", a.parent_uuid.as_deref())?,
         message: a.message.clone().unwrap_or_default().into_bytes(),
     };
     let oo = OutputOptions {
