@@ -81,6 +81,17 @@ fn layer_bytes(layer: usize, ops: &[Op], container: Container) -> Vec<u8> {
 }
 
 /// The disk the layers make, bottom first.
+/// The layer files of `layers` (bottom first) and the disk they make.
+fn layers_and_disk(layers: &[(Vec<Op>, Container)]) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let ops: Vec<Vec<Op>> = layers.iter().map(|l| l.0.clone()).collect();
+    let files = layers
+        .iter()
+        .enumerate()
+        .map(|(i, (ops, c))| layer_bytes(i, ops, *c))
+        .collect();
+    (files, oracle(&ops))
+}
+
 fn oracle(layers: &[Vec<Op>]) -> Vec<u8> {
     let mut disk = vec![0u8; VSIZE as usize];
     for (i, ops) in layers.iter().enumerate() {
@@ -156,13 +167,7 @@ proptest! {
         ),
         windows in proptest::collection::vec(window_strategy(), 1..12),
     ) {
-        let ops: Vec<Vec<Op>> = layers.iter().map(|l| l.0.clone()).collect();
-        let files: Vec<Vec<u8>> = layers
-            .iter()
-            .enumerate()
-            .map(|(i, (ops, c))| layer_bytes(i, ops, *c))
-            .collect();
-        let want = oracle(&ops);
+        let (files, want) = layers_and_disk(&layers);
         let plain = ReadOptions { cache: CacheOptions::off(), parallel: false, ..Default::default() };
         let variants = [
             plain,
@@ -202,13 +207,7 @@ fn the_whole_disk_in_every_request_size() {
         ),
         (vec![(3, 1, false), (4000, 2000, false)], None),
     ];
-    let ops: Vec<Vec<Op>> = layers.iter().map(|l| l.0.clone()).collect();
-    let files: Vec<Vec<u8>> = layers
-        .iter()
-        .enumerate()
-        .map(|(i, (ops, c))| layer_bytes(i, ops, *c))
-        .collect();
-    let want = oracle(&ops);
+    let (files, want) = layers_and_disk(&layers);
     for opts in [
         ReadOptions {
             cache: CacheOptions::off(),

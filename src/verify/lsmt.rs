@@ -848,6 +848,19 @@ fn check_contiguity(
     sink: &mut Sink,
 ) {
     let adv = |s: &Segment| if s.zeroed { 0 } else { s.length as u64 };
+    // Entry `i`'s moffset is `got` where the data so far says `want`.
+    let moffset_off = |i: usize, want: u64, got: u64| {
+        ctx.at(
+            problem(
+                "lsmt.index.contiguity",
+                "the entry's data does not continue the previous entries' (committed layers store data contiguously in LBA order)",
+            ),
+            entry_at(i) + 8,
+        )
+        .entry(i as u64)
+        .field("moffset")
+        .expect(want, got)
+    };
     let mut pos = DATA_START_SECTORS;
     let mut reported = false;
     for k in 0..reals.len() {
@@ -863,18 +876,7 @@ fn check_contiguity(
         };
         if fits_next(pos + adv(&s)) {
             // Only this entry's moffset is off.
-            sink.push(
-                ctx.at(
-                    problem(
-                        "lsmt.index.contiguity",
-                        "the entry's data does not continue the previous entries' (committed layers store data contiguously in LBA order)",
-                    ),
-                    entry_at(i) + 8,
-                )
-                .entry(i as u64)
-                .field("moffset")
-                .expect(pos, s.moffset),
-            );
+            sink.push(moffset_off(i, pos, s.moffset));
             pos += adv(&s);
         } else if k > 0 && fits_next(s.moffset + adv(&s)) {
             // This entry agrees with what follows: the one before ends wrong.
@@ -896,18 +898,7 @@ fn check_contiguity(
             );
             pos = s.moffset + adv(&s);
         } else {
-            sink.push(
-                ctx.at(
-                    problem(
-                        "lsmt.index.contiguity",
-                        "the entry's data does not continue the previous entries' (committed layers store data contiguously in LBA order)",
-                    ),
-                    entry_at(i) + 8,
-                )
-                .entry(i as u64)
-                .field("moffset")
-                .expect(pos, s.moffset),
-            );
+            sink.push(moffset_off(i, pos, s.moffset));
             pos = s.moffset + adv(&s);
         }
     }

@@ -351,27 +351,21 @@ fn check_fields(r: &Rec, sink: &mut Sink) {
             .expect("0 or 1", rec.verify),
         );
     }
-    if rec.use_dict != 0 {
-        sink.push(
-            problem(
-                "zfile.field",
-                format!("{}: dictionaries are not supported (Q12)", r.which),
-            )
-            .at(r.at + 78)
-            .field(r.field("use_dict"))
-            .expect(0, rec.use_dict),
-        );
-    }
-    if rec.dict_size != 0 {
-        sink.push(
-            problem(
-                "zfile.field",
-                format!("{}: dictionaries are not supported (Q12)", r.which),
-            )
-            .at(r.at + 84)
-            .field(r.field("dict_size"))
-            .expect(0, rec.dict_size),
-        );
+    for (name, at, value) in [
+        ("use_dict", 78, u64::from(rec.use_dict)),
+        ("dict_size", 84, u64::from(rec.dict_size)),
+    ] {
+        if value != 0 {
+            sink.push(
+                problem(
+                    "zfile.field",
+                    format!("{}: dictionaries are not supported (Q12)", r.which),
+                )
+                .at(r.at + at)
+                .field(r.field(name))
+                .expect(0, value),
+            );
+        }
     }
 }
 
