@@ -481,7 +481,7 @@ fn classify(new: &[u8], base: &[u8], bs: usize) -> Vec<(usize, usize, Change)> {
     for (k, (n, b)) in new.chunks(bs).zip(base.chunks(bs)).enumerate() {
         let c = if n == b {
             Change::Same
-        } else if crate::flatten::is_zero(n) {
+        } else if crate::fsutil::is_zero(n) {
             Change::Zero
         } else {
             Change::Data

@@ -2,19 +2,17 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::fsutil::write_sparse;
 use crate::io::ReadAt;
 use crate::stack::{Source, Stack};
 
-/// Unit of parallel work and of zero detection.
+/// Unit of parallel work.
 const CHUNK: u64 = 1 << 20;
-/// Granularity at which zero runs become holes.
-const ZERO_UNIT: usize = 4096;
 
 /// What a flatten did.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -25,16 +23,6 @@ pub struct FlattenStats {
     pub data_bytes_read: u64,
     /// Bytes actually written (the rest are holes).
     pub bytes_written: u64,
-}
-
-/// True when every byte of `b` is zero.
-#[inline]
-pub fn is_zero(b: &[u8]) -> bool {
-    // OR-folding 64-byte chunks lets the compiler use vector instructions.
-    let (body, tail) = b.split_at(b.len() / 64 * 64);
-    body.chunks_exact(64)
-        .all(|c| c.iter().fold(0u8, |acc, &x| acc | x) == 0)
-        && tail.iter().all(|&x| x == 0)
 }
 
 /// The data extents of `stack` cut into chunks that never cross a
@@ -73,21 +61,7 @@ pub fn to_file(stack: &Stack, out: &File, progress: &(dyn Fn(u64) + Sync)) -> Re
             let b = &mut buf[..len as usize];
             stack.read_exact_at(b, at)?;
             read.fetch_add(len, Ordering::Relaxed);
-            let mut i = 0;
-            while i < b.len() {
-                let unit_end = |i: usize| (i + ZERO_UNIT).min(b.len());
-                if is_zero(&b[i..unit_end(i)]) {
-                    i = unit_end(i);
-                    continue;
-                }
-                let start = i;
-                while i < b.len() && !is_zero(&b[i..unit_end(i)]) {
-                    i = unit_end(i);
-                }
-                out.write_all_at(&b[start..i], at + start as u64)
-                    .map_err(|e| Error::io("output", at + start as u64, e))?;
-                written.fetch_add((i - start) as u64, Ordering::Relaxed);
-            }
+            written.fetch_add(write_sparse(out, b, at)?, Ordering::Relaxed);
             progress(len);
             Ok(())
         },

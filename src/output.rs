@@ -7,8 +7,7 @@
 //! `overlaybd-commit -z` does) are written at their offsets by
 //! [`Output::finish`], before the file is synced and renamed into place.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -17,7 +16,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::tar;
 use crate::format::zfile::{self, WriterOptions};
-use crate::fsutil::AtomicFile;
+use crate::fsutil::{AtomicFile, SparseWriter};
 
 /// How to package the bytes written.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,7 +34,8 @@ pub struct OutputOptions {
     pub force: bool,
 }
 
-type Base = BufWriter<File>;
+/// The file under every output: all-zero 4 KiB units become holes.
+type Base = SparseWriter;
 
 enum Chain {
     Plain(Base),
@@ -92,7 +92,7 @@ impl Output {
             .file()
             .try_clone()
             .map_err(|e| Error::io("output", 0, e))?;
-        let base = BufWriter::with_capacity(1 << 20, f);
+        let base = SparseWriter::new(f, 1 << 20);
         let chain = match (opts.zfile, opts.tar) {
             (None, false) => Chain::Plain(base),
             (None, true) => Chain::Tar(tar::Wrapper::new(base)?),
@@ -184,9 +184,7 @@ impl Output {
                 b
             }
         };
-        let f = base
-            .into_inner()
-            .map_err(|e| Error::io("output", 0, e.into_error()))?;
+        let f = base.into_inner()?;
         for (at, bytes) in &patches {
             f.write_all_at(bytes, *at)
                 .map_err(|e| Error::io("output", *at, e))?;

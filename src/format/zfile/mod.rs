@@ -216,8 +216,9 @@ pub fn decompress_to<R: crate::io::ReadAt + 'static>(
 
 /// Writes the whole uncompressed content of `z` into `out` at its offsets:
 /// every worker (`threads`, 0 = one per core) decodes 1 MiB pieces and
-/// writes them with `pwrite`, so writing is parallel too. Sets the file's
-/// length. `progress` receives uncompressed byte counts.
+/// writes them with `pwrite`, so writing is parallel too. All-zero 4 KiB
+/// runs are left unwritten: `out` must be a new, empty file, whose holes read
+/// as zeros. Sets the file's length. `progress` receives uncompressed byte counts.
 ///
 /// # Errors
 /// Read, CRC and decompression errors of `z`; write errors of `out`.
@@ -228,7 +229,6 @@ pub fn decompress_to_file<R: crate::io::ReadAt>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
     use rayon::prelude::*;
-    use std::os::unix::fs::FileExt;
     let per_job = (DECODE_JOB_BYTES / z.block_size()).max(1);
     let n = z.blocks();
     let jobs = n.div_ceil(per_job);
@@ -249,8 +249,7 @@ pub fn decompress_to_file<R: crate::io::ReadAt>(
                 let last = (first + per_job).min(n);
                 z.read_blocks(first, last, buf, scratch)?;
                 let at = first * z.block_size();
-                out.write_all_at(buf, at)
-                    .map_err(|e| Error::io("output", at, e))?;
+                crate::fsutil::write_sparse(out, buf, at)?;
                 progress(buf.len() as u64);
                 Ok(())
             },
