@@ -228,7 +228,7 @@ pub fn decompress_to_file<R: crate::io::ReadAt>(
     threads: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
-    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let per_job = (DECODE_JOB_BYTES / z.block_size()).max(1);
     let n = z.blocks();
     let jobs = n.div_ceil(per_job);
@@ -236,25 +236,70 @@ pub fn decompress_to_file<R: crate::io::ReadAt>(
         crate::pipeline::default_threads()
     } else {
         threads
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::io("worker threads", 0, std::io::Error::other(e)))?;
-    pool.install(|| {
-        (0..jobs).into_par_iter().try_for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(buf, scratch), j| -> Result<()> {
-                let first = j * per_job;
-                let last = (first + per_job).min(n);
-                z.read_blocks(first, last, buf, scratch)?;
-                let at = first * z.block_size();
-                crate::fsutil::write_sparse(out, buf, at)?;
+    }
+    .min(jobs.max(1) as usize);
+    // Writes into one file serialize in the kernel (the inode lock), and a
+    // writer blocked there burns its core. So one thread writes at a time,
+    // and a worker that finds the file busy decodes its next job instead,
+    // keeping up to PENDING decoded jobs before it waits its turn.
+    const PENDING: usize = 3;
+    let next = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let writing = std::sync::Mutex::new(());
+    let first_error: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    let worker = || -> Result<()> {
+        let mut scratch = Vec::new();
+        let mut free: Vec<Vec<u8>> = Vec::new();
+        let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
+        let flush = |pending: &mut Vec<(u64, Vec<u8>)>, free: &mut Vec<Vec<u8>>| -> Result<()> {
+            for (at, buf) in pending.drain(..) {
+                crate::fsutil::write_sparse(out, &buf, at)?;
                 progress(buf.len() as u64);
-                Ok(())
-            },
-        )
-    })?;
+                free.push(buf);
+            }
+            Ok(())
+        };
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let j = next.fetch_add(1, Ordering::Relaxed);
+            if j >= jobs {
+                break;
+            }
+            let first = j * per_job;
+            let last = (first + per_job).min(n);
+            let mut buf = free.pop().unwrap_or_default();
+            z.read_blocks(first, last, &mut buf, &mut scratch)?;
+            pending.push((first * z.block_size(), buf));
+            let turn = if pending.len() >= PENDING {
+                Some(writing.lock().unwrap_or_else(|p| p.into_inner()))
+            } else {
+                writing.try_lock().ok()
+            };
+            if let Some(_turn) = turn {
+                flush(&mut pending, &mut free)?;
+            }
+        }
+        let _turn = writing.lock().unwrap_or_else(|p| p.into_inner());
+        flush(&mut pending, &mut free)
+    };
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                if let Err(e) = worker() {
+                    stop.store(true, Ordering::Relaxed);
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
     let size = crate::io::ReadAt::len(z);
     out.set_len(size)
         .map_err(|e| Error::io("output", size, e))?;

@@ -98,13 +98,32 @@ fn append_block(opts: &WriterOptions, src: &[u8], out: &mut Vec<u8>) -> Result<u
             // lz4_flex: a valid LZ4 block that any LZ4 decoder (the
             // reference's included) reads; its matches, and so its bytes, can
             // differ from C lz4's one-shot compressor.
-            out.resize(
-                start + lz4_flex::block::get_maximum_output_size(src.len()),
-                0,
-            );
-            let n = lz4_flex::block::compress_into(src, &mut out[start..])
-                .map_err(|e| Error::io("lz4 compressor", 0, std::io::Error::other(e)))?;
-            out.truncate(start + n);
+            // The hash table and the output area are kept per thread: no
+            // allocation and no zeroing of a worst-case output per block. The
+            // bytes are those of `compress_into` (same table for the size).
+            thread_local! {
+                static LZ4: std::cell::RefCell<(lz4_flex::block::CompressTable, Vec<u8>)> =
+                    std::cell::RefCell::new(Default::default());
+            }
+            LZ4.with(|cell| -> Result<()> {
+                let (table, area) = &mut *cell.borrow_mut();
+                // `compress_into_with_table` upgrades a small table for a
+                // large input but never downgrades; do it, so that the table
+                // (and the bytes) depend on this block's size alone.
+                if src.len() < u16::MAX as usize
+                    && matches!(table, lz4_flex::block::CompressTable::Large(_))
+                {
+                    *table = lz4_flex::block::CompressTable::small();
+                }
+                let max = lz4_flex::block::get_maximum_output_size(src.len());
+                if area.len() < max {
+                    area.resize(max, 0);
+                }
+                let n = lz4_flex::block::compress_into_with_table(src, &mut area[..max], table)
+                    .map_err(|e| Error::io("lz4 compressor", 0, std::io::Error::other(e)))?;
+                out.extend_from_slice(&area[..n]);
+                Ok(())
+            })?;
         }
         Algorithm::Zstd => {
             thread_local! {
@@ -436,6 +455,31 @@ mod tests {
     use crate::format::zfile::ZFile;
     use crate::io::ReadAt;
     use proptest::prelude::*;
+
+    #[test]
+    fn lz4_blocks_are_those_of_compress_into_whatever_came_before() {
+        // A text-like chunk: compressible, so the table's hash shows.
+        let text = (0..)
+            .find(|&i| crate::sample::chunk_kind(5, i) == crate::sample::ChunkKind::Text)
+            .unwrap();
+        let mut data = vec![0u8; crate::sample::CHUNK];
+        crate::sample::fill_chunk(5, text, &mut data);
+        let opts = WriterOptions {
+            crc: false,
+            block_size: 65536,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        // 64 KiB blocks take the large table; smaller ones after it must
+        // not inherit it.
+        for len in [4096, 65536, 32768, 4096, 65536, 100] {
+            let src = &data[..len];
+            compress_block(&opts, src, &mut out).unwrap();
+            let mut want = vec![0u8; lz4_flex::block::get_maximum_output_size(len)];
+            let n = lz4_flex::block::compress_into(src, &mut want).unwrap();
+            assert_eq!(out, &want[..n], "block of {len} bytes");
+        }
+    }
 
     fn zfile_of(data: &[u8], opts: WriterOptions, chunk: usize) -> Vec<u8> {
         zfile_threads(data, opts, chunk, 0)
