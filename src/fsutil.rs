@@ -254,18 +254,27 @@ impl SparseWriter {
 }
 
 /// Writes at least this long go to the file directly rather than through
-/// the buffer (one copy less), when they start on a [`HOLE_UNIT`] boundary.
+/// the buffer (one copy less), but for the bytes that complete the
+/// buffer's last [`HOLE_UNIT`].
 const DIRECT_WRITE: usize = 64 << 10;
 
 impl std::io::Write for SparseWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let end = self.pos + self.buf.len() as u64;
-        if data.len() >= DIRECT_WRITE && end % HOLE_UNIT == 0 {
+        if data.len() >= DIRECT_WRITE {
+            // Complete the buffer's last unit from `data`, write the buffer,
+            // then the whole units of `data` straight from it.
+            let end = self.pos + self.buf.len() as u64;
+            let head = ((HOLE_UNIT - end % HOLE_UNIT) % HOLE_UNIT) as usize;
+            if self.buf.capacity() - self.buf.len() < head {
+                self.drain(false)?;
+            }
+            self.buf.extend_from_slice(&data[..head]);
             self.drain(true)?;
-            let n = data.len() / HOLE_UNIT as usize * HOLE_UNIT as usize;
-            write_sparse(&self.file, &data[..n], self.pos).map_err(std::io::Error::other)?;
+            let n = (data.len() - head) / HOLE_UNIT as usize * HOLE_UNIT as usize;
+            write_sparse(&self.file, &data[head..head + n], self.pos)
+                .map_err(std::io::Error::other)?;
             self.pos += n as u64;
-            return Ok(n);
+            return Ok(head + n);
         }
         let room = self.buf.capacity() - self.buf.len();
         if room == 0 {

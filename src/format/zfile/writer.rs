@@ -286,7 +286,9 @@ impl<W: Write> Writer<W> {
         } else {
             threads
         };
-        let window = (2 * threads).clamp(2, MAX_OUTSTANDING);
+        // Four batches per worker keep both the workers and the thread that
+        // reads and writes busy.
+        let window = (4 * threads).clamp(2, MAX_OUTSTANDING);
         Ok(Writer {
             opts,
             batch: Vec::new(),
