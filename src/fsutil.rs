@@ -1,7 +1,8 @@
-//! Crash-safe output files: write to a temporary file in the destination
-//! directory, fsync, then rename over the destination.
+//! Crash-safe output files: write to a file that has no name yet (or a
+//! hidden temporary one), fsync, then give it the destination's name.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -25,14 +26,28 @@ pub fn remove_pending() {
 }
 
 /// An output file that appears at its destination only when committed.
-/// Dropping it without [`AtomicFile::commit`] removes the temporary file.
+///
+/// Where the file system allows it (`O_TMPFILE`: ext4, xfs, btrfs, tmpfs…)
+/// the file has no name until it is committed, so a process that dies in
+/// any way, `kill -9` included, leaves nothing behind. Elsewhere it is a
+/// hidden `.NAME.obd-tmp-*` file next to the destination, removed on drop
+/// and by [`remove_pending`].
 #[must_use = "an AtomicFile must be committed or its output is discarded"]
 pub struct AtomicFile {
-    tmp: tempfile::NamedTempFile,
+    tmp: Tmp,
     dest: PathBuf,
     force: bool,
-    // Dropped after `tmp`: the file is gone before it leaves the list.
-    _pending: Pending,
+}
+
+enum Tmp {
+    /// An `O_TMPFILE` file in `dir`.
+    Unnamed { file: File, dir: PathBuf },
+    /// A named temporary file, on the [`PENDING`] list while it lives.
+    Named {
+        file: tempfile::NamedTempFile,
+        // Dropped after `file`: the file is gone before it leaves the list.
+        _pending: Pending,
+    },
 }
 
 /// Keeps a temporary file on the [`PENDING`] list while it lives.
@@ -51,50 +66,98 @@ impl Drop for Pending {
     }
 }
 
+/// A file without a name in `dir`, or None when the file system (or the
+/// kernel) has no `O_TMPFILE`.
+fn unnamed_in(dir: &Path) -> Option<File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    // The kernel applies the umask to the mode, as for any new file.
+    rustix::fs::open(dir, flags, Mode::from_raw_mode(0o666))
+        .ok()
+        .map(File::from)
+}
+
+/// Gives the unnamed `file` the name `to` (which must not exist).
+fn link_unnamed(file: &File, to: &Path) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, CWD};
+    let by_proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match rustix::fs::linkat(CWD, by_proc.as_str(), CWD, to, AtFlags::SYMLINK_FOLLOW) {
+        // No /proc: linking the descriptor itself needs CAP_DAC_READ_SEARCH.
+        Err(rustix::io::Errno::NOENT) if !Path::new("/proc/self/fd").exists() => {
+            rustix::fs::linkat(file, "", CWD, to, AtFlags::EMPTY_PATH)
+        }
+        r => r,
+    }
+    .map_err(std::io::Error::from)
+}
+
+fn exists_error(dest: &Path) -> Error {
+    Error::invalid(
+        "output",
+        format!(
+            "{} already exists (use --force to replace it)",
+            dest.display()
+        ),
+    )
+}
+
 impl AtomicFile {
-    /// Creates a temporary file next to `dest`.
+    /// Creates the output's file, unnamed (or hidden) next to `dest`.
     ///
     /// # Errors
     /// [`Error::Invalid`] when `dest` exists and `force` is false;
     /// [`Error::Io`] when the directory is not writable.
     pub fn create(dest: &Path, force: bool) -> Result<Self> {
+        Self::create_in(dest, force, true)
+    }
+
+    fn create_in(dest: &Path, force: bool, allow_unnamed: bool) -> Result<Self> {
         if !force && dest.symlink_metadata().is_ok() {
-            return Err(Error::invalid(
-                "output",
-                format!(
-                    "{} already exists (use --force to replace it)",
-                    dest.display()
-                ),
-            ));
+            return Err(exists_error(dest));
         }
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.obd-tmp-"))
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io("output directory", 0, e))?;
+        let unnamed = if allow_unnamed {
+            unnamed_in(&dir)
+        } else {
+            None
+        };
+        let tmp = match unnamed {
+            Some(file) => Tmp::Unnamed { file, dir },
+            None => {
+                let file = tempfile::Builder::new()
+                    .prefix(&temp_prefix(dest))
+                    .tempfile_in(&dir)
+                    .map_err(|e| Error::io("output directory", 0, e))?;
+                Tmp::Named {
+                    _pending: Pending::new(file.path()),
+                    file,
+                }
+            }
+        };
         Ok(AtomicFile {
-            _pending: Pending::new(tmp.path()),
             tmp,
             dest: dest.to_path_buf(),
             force,
         })
     }
 
-    /// The temporary file, to write into.
+    /// The file, to write into.
     pub fn file(&self) -> &File {
-        self.tmp.as_file()
+        match &self.tmp {
+            Tmp::Unnamed { file, .. } => file,
+            Tmp::Named { file, .. } => file.as_file(),
+        }
     }
 
-    /// Mutable access to the temporary file.
+    /// Mutable access to the file.
     pub fn file_mut(&mut self) -> &mut File {
-        self.tmp.as_file_mut()
+        match &mut self.tmp {
+            Tmp::Unnamed { file, .. } => file,
+            Tmp::Named { file, .. } => file.as_file_mut(),
+        }
     }
 
     /// Where the file will appear.
@@ -102,38 +165,65 @@ impl AtomicFile {
         &self.dest
     }
 
-    /// fsyncs the data, renames it to the destination, fsyncs the directory.
+    /// fsyncs the data, names it as the destination (replacing it only with
+    /// `force`), fsyncs the directory.
     ///
     /// # Errors
     /// [`Error::Io`]; [`Error::Invalid`] when the destination appeared
     /// meanwhile and `force` is false.
     pub fn commit(self) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let f = self.tmp.as_file();
-        // tempfile creates 0600; give the output the usual 0644 minus umask.
-        let mode = 0o666 & !current_umask();
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io("output", 0, e))?;
-        f.sync_all().map_err(|e| Error::io("output", 0, e))?;
-        let dest = self.dest.clone();
-        if self.force {
-            self.tmp
-                .persist(&dest)
-                .map_err(|e| Error::io("output rename", 0, e.error))?;
-        } else {
-            self.tmp.persist_noclobber(&dest).map_err(|e| {
-                if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                    Error::invalid(
-                        "output",
-                        format!(
-                            "{} already exists (use --force to replace it)",
-                            dest.display()
-                        ),
-                    )
+        let AtomicFile { tmp, dest, force } = self;
+        match tmp {
+            Tmp::Unnamed { file, dir } => {
+                file.sync_all().map_err(|e| Error::io("output", 0, e))?;
+                if !force {
+                    link_unnamed(&file, &dest).map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::AlreadyExists {
+                            exists_error(&dest)
+                        } else {
+                            Error::io("output link", 0, e)
+                        }
+                    })?;
                 } else {
-                    Error::io("output rename", 0, e.error)
+                    // A name of its own first, then over the destination.
+                    let name = (0u32..)
+                        .map(|k| {
+                            dir.join(format!("{}{}-{k}", temp_prefix(&dest), std::process::id()))
+                        })
+                        .find_map(|p| match link_unnamed(&file, &p) {
+                            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+                            r => Some(r.map(|()| p)),
+                        })
+                        .unwrap_or_else(|| Err(std::io::ErrorKind::AlreadyExists.into()))
+                        .map_err(|e| Error::io("output link", 0, e))?;
+                    let _pending = Pending::new(&name);
+                    if let Err(e) = std::fs::rename(&name, &dest) {
+                        let _ = std::fs::remove_file(&name);
+                        return Err(Error::io("output rename", 0, e));
+                    }
                 }
-            })?;
+            }
+            Tmp::Named { file, _pending } => {
+                use std::os::unix::fs::PermissionsExt;
+                let f = file.as_file();
+                // tempfile creates 0600; give the output the usual 0644 minus umask.
+                let mode = 0o666 & !current_umask();
+                f.set_permissions(std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| Error::io("output", 0, e))?;
+                f.sync_all().map_err(|e| Error::io("output", 0, e))?;
+                if force {
+                    file.persist(&dest)
+                        .map_err(|e| Error::io("output rename", 0, e.error))?;
+                } else {
+                    file.persist_noclobber(&dest).map_err(|e| {
+                        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                            exists_error(&dest)
+                        } else {
+                            Error::io("output rename", 0, e.error)
+                        }
+                    })?;
+                }
+            }
         }
         if let Some(dir) = dest.parent() {
             let dir = if dir.as_os_str().is_empty() {
@@ -147,6 +237,15 @@ impl AtomicFile {
         }
         Ok(())
     }
+}
+
+/// The start of the hidden temporary names of `dest`: `.NAME.obd-tmp-`.
+fn temp_prefix(dest: &Path) -> String {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.obd-tmp-")
 }
 
 fn current_umask() -> u32 {
@@ -299,32 +398,65 @@ mod tests {
     #[test]
     fn pending_list_follows_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let a = AtomicFile::create(&dir.path().join("a"), false).unwrap();
-        let tmp = a.tmp.path().to_path_buf();
+        let named = |a: &AtomicFile| match &a.tmp {
+            Tmp::Named { file, .. } => file.path().to_path_buf(),
+            Tmp::Unnamed { .. } => panic!("not a named temporary file"),
+        };
+        let a = AtomicFile::create_in(&dir.path().join("a"), false, false).unwrap();
+        let tmp = named(&a);
         assert!(pending().contains(&tmp));
         drop(a);
         assert!(!pending().contains(&tmp) && !tmp.exists());
         // (`remove_pending` itself is exercised by the CLI test that
         // interrupts a writer: calling it here would race other tests.)
-        let c = AtomicFile::create(&dir.path().join("c"), false).unwrap();
-        let tmp = c.tmp.path().to_path_buf();
+        let c = AtomicFile::create_in(&dir.path().join("c"), false, false).unwrap();
+        let tmp = named(&c);
         c.commit().unwrap();
         assert!(!pending().contains(&tmp));
     }
 
     #[test]
     fn commit_and_noclobber() {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("out");
-        let mut a = AtomicFile::create(&dest, false).unwrap();
-        a.file_mut().write_all(b"hello").unwrap();
-        assert!(!dest.exists());
-        a.commit().unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
-        assert!(AtomicFile::create(&dest, false).is_err());
-        let b = AtomicFile::create(&dest, true).unwrap();
-        drop(b);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let umask = current_umask();
+        for unnamed in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("out");
+            let mut a = AtomicFile::create_in(&dest, false, unnamed).unwrap();
+            // This test's directory (ext4, tmpfs) takes O_TMPFILE.
+            assert_eq!(matches!(a.tmp, Tmp::Unnamed { .. }), unnamed);
+            a.file_mut().write_all(b"hello").unwrap();
+            // Nothing visible before the commit but a hidden temporary file.
+            let visible = std::fs::read_dir(dir.path()).unwrap().count();
+            assert_eq!(visible, if unnamed { 0 } else { 1 });
+            a.commit().unwrap();
+            assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+            let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o666 & !umask);
+            assert!(AtomicFile::create_in(&dest, false, unnamed).is_err());
+            // Appearing meanwhile: not replaced without force.
+            let b = AtomicFile::create_in(&dir.path().join("late"), false, unnamed).unwrap();
+            std::fs::write(dir.path().join("late"), b"first").unwrap();
+            assert!(b
+                .commit()
+                .unwrap_err()
+                .to_string()
+                .contains("already exists"));
+            assert_eq!(std::fs::read(dir.path().join("late")).unwrap(), b"first");
+            // Replaced with force; dropped without commit: nothing left.
+            let mut c = AtomicFile::create_in(&dest, true, unnamed).unwrap();
+            c.file_mut().write_all(b"second").unwrap();
+            c.commit().unwrap();
+            assert_eq!(std::fs::read(&dest).unwrap(), b"second");
+            let d = AtomicFile::create_in(&dest, true, unnamed).unwrap();
+            drop(d);
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            assert_eq!(names, ["late", "out"]);
+        }
     }
 
     /// Bytes of disk a file occupies.

@@ -96,16 +96,33 @@ fn kill_at_random(dir: &Path, name: &str, args: Vec<String>, out: &Path) {
         } else {
             absent += 1;
         }
-        // Hidden temporary files may stay after SIGKILL (nothing can remove
-        // them); they never take the output's name.
+        // Where the file system has O_TMPFILE the output has no name until
+        // it is complete, so SIGKILL leaves nothing. Elsewhere a hidden
+        // temporary file may stay (nothing can remove it); it never takes
+        // the output's name.
         for e in std::fs::read_dir(dir).unwrap() {
             let n = e.unwrap().file_name().to_string_lossy().into_owned();
             if n.contains(".obd-tmp-") {
+                assert!(
+                    !unnamed_files(dir),
+                    "{name}: SIGKILL left {n} on a file system with O_TMPFILE"
+                );
                 std::fs::remove_file(dir.join(&n)).unwrap();
             }
         }
     }
     eprintln!("{name}: {absent} runs killed before the output appeared, {complete} after");
+}
+
+/// True when files without a name (`O_TMPFILE`) can be made in `dir`.
+fn unnamed_files(dir: &Path) -> bool {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        dir,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .is_ok()
 }
 
 /// sha256 of what a layer (or ZFile) holds, via `obd flatten` or `zfile decompress`.
@@ -224,21 +241,23 @@ fn interrupted_writer_removes_its_temporary_file() {
         "out.zfile".into(),
     ];
     let mut child = obd_cmd(d.path(), &args).spawn().unwrap();
-    // Wait until the temporary file exists, then send SIGINT as Ctrl-C does.
+    // Wait until the writer has its output open (a file without a name, or
+    // a hidden temporary one), then send SIGINT as Ctrl-C does.
     let t = Instant::now();
+    let fds = PathBuf::from(format!("/proc/{}/fd", child.id()));
     loop {
-        let tmp = std::fs::read_dir(d.path()).unwrap().any(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".obd-tmp-")
+        let open = std::fs::read_dir(&fds).into_iter().flatten().any(|e| {
+            let target = std::fs::read_link(e.unwrap().path()).unwrap_or_default();
+            let target = target.to_string_lossy();
+            target.starts_with(&*d.path().to_string_lossy())
+                && (target.ends_with(" (deleted)") || target.contains(".obd-tmp-"))
         });
-        if tmp {
+        if open {
             break;
         }
         assert!(
             t.elapsed() < Duration::from_secs(30),
-            "no temporary file appeared"
+            "the writer never opened its output"
         );
         std::thread::sleep(Duration::from_millis(5));
     }

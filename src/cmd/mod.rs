@@ -206,9 +206,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
 }
 
 /// For commands that write files: on SIGINT, SIGTERM or SIGHUP, remove the
-/// temporary files of unfinished outputs, then exit as a shell reports a
-/// signal (128 + its number). Without this an interrupted writer would leave
-/// its hidden temporary file next to the output (never a partial output).
+/// named temporary files of unfinished outputs (outputs without a name
+/// vanish with the process anyway), then exit as a shell reports a signal
+/// (128 + its number). Without this an interrupted writer on a file system
+/// without `O_TMPFILE` would leave its hidden temporary file next to the
+/// output (never a partial output).
 fn remove_outputs_on_signal() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
