@@ -2,12 +2,11 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::fsutil::write_sparse;
+use crate::fsutil::write_pieces;
 use crate::io::ReadAt;
 use crate::stack::{Source, Stack};
 
@@ -51,27 +50,28 @@ fn data_chunks(stack: &Stack) -> Vec<(u64, u64)> {
 /// Read errors of the stack and write errors of `out`.
 pub fn to_file(stack: &Stack, out: &File, progress: &(dyn Fn(u64) + Sync)) -> Result<FlattenStats> {
     let chunks = data_chunks(stack);
-    let read = AtomicU64::new(0);
-    let written = AtomicU64::new(0);
     let non_data = stack.virtual_size() - chunks.iter().map(|c| c.1).sum::<u64>();
     progress(non_data);
-    chunks.par_iter().try_for_each_init(
-        || vec![0u8; CHUNK as usize],
-        |buf, &(at, len)| -> Result<()> {
-            let b = &mut buf[..len as usize];
-            stack.read_exact_at(b, at)?;
-            read.fetch_add(len, Ordering::Relaxed);
-            written.fetch_add(write_sparse(out, b, at)?, Ordering::Relaxed);
-            progress(len);
-            Ok(())
+    let written = write_pieces(
+        out,
+        chunks.len() as u64,
+        rayon::current_num_threads(),
+        &|j, buf| {
+            let (at, len) = chunks[j as usize];
+            buf.resize(len as usize, 0);
+            // Chunks are spread over the threads already: read each one as
+            // a stream (no nested split; blocks read whole are not cached).
+            crate::par::as_large_read(|| stack.read_exact_at(buf, at))?;
+            Ok(at)
         },
+        progress,
     )?;
     out.set_len(stack.virtual_size())
         .map_err(|e| Error::io("output", stack.virtual_size(), e))?;
     Ok(FlattenStats {
         virtual_size: stack.virtual_size(),
-        data_bytes_read: read.into_inner(),
-        bytes_written: written.into_inner(),
+        data_bytes_read: chunks.iter().map(|c| c.1).sum(),
+        bytes_written: written,
     })
 }
 

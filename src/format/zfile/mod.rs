@@ -215,8 +215,8 @@ pub fn decompress_to<R: crate::io::ReadAt + 'static>(
 }
 
 /// Writes the whole uncompressed content of `z` into `out` at its offsets:
-/// every worker (`threads`, 0 = one per core) decodes 1 MiB pieces and
-/// writes them with `pwrite`, so writing is parallel too. All-zero 4 KiB
+/// every worker (`threads`, 0 = one per core) decodes 1 MiB pieces, which
+/// [`crate::fsutil::write_pieces`] writes. All-zero 4 KiB
 /// runs are left unwritten: `out` must be a new, empty file, whose holes read
 /// as zeros. Sets the file's length. `progress` receives uncompressed byte counts.
 ///
@@ -228,78 +228,28 @@ pub fn decompress_to_file<R: crate::io::ReadAt>(
     threads: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let per_job = (DECODE_JOB_BYTES / z.block_size()).max(1);
     let n = z.blocks();
-    let jobs = n.div_ceil(per_job);
     let threads = if threads == 0 {
         crate::pipeline::default_threads()
     } else {
         threads
+    };
+    thread_local! {
+        static RECORDS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    .min(jobs.max(1) as usize);
-    // Writes into one file serialize in the kernel (the inode lock), and a
-    // writer blocked there burns its core. So one thread writes at a time,
-    // and a worker that finds the file busy decodes its next job instead,
-    // keeping up to PENDING decoded jobs before it waits its turn.
-    const PENDING: usize = 3;
-    let next = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let writing = std::sync::Mutex::new(());
-    let first_error: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
-    let worker = || -> Result<()> {
-        let mut scratch = Vec::new();
-        let mut free: Vec<Vec<u8>> = Vec::new();
-        let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
-        let flush = |pending: &mut Vec<(u64, Vec<u8>)>, free: &mut Vec<Vec<u8>>| -> Result<()> {
-            for (at, buf) in pending.drain(..) {
-                crate::fsutil::write_sparse(out, &buf, at)?;
-                progress(buf.len() as u64);
-                free.push(buf);
-            }
-            Ok(())
-        };
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            let j = next.fetch_add(1, Ordering::Relaxed);
-            if j >= jobs {
-                break;
-            }
+    crate::fsutil::write_pieces(
+        out,
+        n.div_ceil(per_job),
+        threads,
+        &|j, buf| {
             let first = j * per_job;
             let last = (first + per_job).min(n);
-            let mut buf = free.pop().unwrap_or_default();
-            z.read_blocks(first, last, &mut buf, &mut scratch)?;
-            pending.push((first * z.block_size(), buf));
-            let turn = if pending.len() >= PENDING {
-                Some(writing.lock().unwrap_or_else(|p| p.into_inner()))
-            } else {
-                writing.try_lock().ok()
-            };
-            if let Some(_turn) = turn {
-                flush(&mut pending, &mut free)?;
-            }
-        }
-        let _turn = writing.lock().unwrap_or_else(|p| p.into_inner());
-        flush(&mut pending, &mut free)
-    };
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                if let Err(e) = worker() {
-                    stop.store(true, Ordering::Relaxed);
-                    first_error
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
+            RECORDS.with(|r| z.read_blocks(first, last, buf, &mut r.borrow_mut()))?;
+            Ok(first * z.block_size())
+        },
+        progress,
+    )?;
     let size = crate::io::ReadAt::len(z);
     out.set_len(size)
         .map_err(|e| Error::io("output", size, e))?;
