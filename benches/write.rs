@@ -5,8 +5,9 @@
 //! its peak RSS is measured with `wait4`) on: `zfile compress`/`decompress`
 //! for lz4/zstd × 4K/32K blocks, `commit` of a writable layer holding the
 //! image (plain and `-z`), and `merge` of a three-layer stack (plain and
-//! `-z`). Each figure is the best of `OBD_BENCH_RUNS` (default 3) runs, with
-//! the inputs read right before each run so that they are in the page cache.
+//! `-z`). Each figure is the best of `OBD_BENCH_RUNS` (default 5) runs, with
+//! the inputs read right before each run so that they are in the page cache
+//! and the previous run's output deleted first (outside the timing).
 //!
 //! Throughput is uncompressed bytes (the image, or the layer's data) per
 //! second, in MB (10^6 bytes). Each figure is compared with the reference
@@ -96,6 +97,13 @@ fn run_obd(args: &[&str]) -> Run {
         cpu_secs: tv(ru.ru_utime) + tv(ru.ru_stime),
         maxrss_kib: hwm,
     }
+}
+
+/// Removes the previous run's output, outside the timing (as for the `cp`
+/// baseline): replacing a 1 GiB file would otherwise charge the run with
+/// freeing the old one.
+fn fresh(out: &Path) {
+    let _ = std::fs::remove_file(out);
 }
 
 /// Reads files fully so that they are in the page cache.
@@ -212,7 +220,7 @@ fn main() {
     let runs: usize = std::env::var("OBD_BENCH_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     let dir = bench_dir(size);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let s = |p: &Path| p.display().to_string();
@@ -308,6 +316,7 @@ fn main() {
     ] {
         let z = dir.join("out.zfile");
         let r = best(runs, size, || {
+            fresh(&z);
             warm(&[&image]);
             run_obd(&[
                 "-q",
@@ -325,6 +334,7 @@ fn main() {
         report(cname, r);
         let back = dir.join("back.raw");
         let r = best(runs, size, || {
+            fresh(&back);
             warm(&[&z]);
             run_obd(&["-q", "zfile", "decompress", "-f", &s(&z), &s(&back)])
         });
@@ -344,6 +354,7 @@ fn main() {
     let l0 = dir.join("L0.commit");
     for (name, z) in [("commit-zfile-lz4", true), ("commit-plain", false)] {
         let r = best(runs, size, || {
+            fresh(&l0);
             warm(&[&d0, &i0]);
             let mut a = vec!["-q", "commit", "-f"];
             if z {
@@ -369,6 +380,7 @@ fn main() {
     let merged = dir.join("merged");
     for (name, z) in [("merge3-plain", false), ("merge3-zfile-lz4", true)] {
         let r = best(runs, size, || {
+            fresh(&merged);
             let refs: Vec<&Path> = layers.iter().map(|p| p.as_path()).collect();
             warm(&refs);
             let mut a: Vec<String> = vec![
