@@ -450,8 +450,8 @@ fn sanity(stack: &Stack, raw: &File) {
 const RANDOM_READS: usize = 100_000;
 /// Rounds of the random-read and sequential phases; each figure is the best
 /// of its rounds (the machine may be shared with other work).
-const RANDOM_ROUNDS: usize = 6;
-const SEQ_ROUNDS: usize = 4;
+const RANDOM_ROUNDS: usize = 12;
+const SEQ_ROUNDS: usize = 6;
 
 fn random_offsets(thread: usize) -> Vec<u64> {
     let mut r = Rng::new(1000 + thread as u64);
