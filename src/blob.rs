@@ -40,7 +40,10 @@ impl Blob {
     /// I/O errors, and format errors of a tar wrapper or ZFile that was
     /// detected but is damaged.
     pub fn open(path: &Path, opts: BlobOptions) -> Result<Self> {
-        let file: Arc<dyn ReadAt> = Arc::new(FileAt::open(path)?);
+        // One open description per core: reads from several threads do not
+        // contend on one (see `FileAt::replicated`).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let file: Arc<dyn ReadAt> = Arc::new(FileAt::open(path)?.replicated(cores));
         Self::from_reader(path.to_path_buf(), file, opts)
     }
 
