@@ -50,8 +50,8 @@ fn data_chunks(stack: &Stack) -> Vec<(u64, u64)> {
 /// Read errors of the stack and write errors of `out`.
 pub fn to_file(stack: &Stack, out: &File, progress: &(dyn Fn(u64) + Sync)) -> Result<FlattenStats> {
     let chunks = data_chunks(stack);
-    let non_data = stack.virtual_size() - chunks.iter().map(|c| c.1).sum::<u64>();
-    progress(non_data);
+    let data: u64 = chunks.iter().map(|c| c.1).sum();
+    progress(stack.virtual_size() - data);
     let written = write_pieces(
         out,
         chunks.len() as u64,
@@ -70,7 +70,7 @@ pub fn to_file(stack: &Stack, out: &File, progress: &(dyn Fn(u64) + Sync)) -> Re
         .map_err(|e| Error::io("output", stack.virtual_size(), e))?;
     Ok(FlattenStats {
         virtual_size: stack.virtual_size(),
-        data_bytes_read: chunks.iter().map(|c| c.1).sum(),
+        data_bytes_read: data,
         bytes_written: written,
     })
 }

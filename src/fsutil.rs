@@ -40,8 +40,8 @@ pub struct AtomicFile {
 }
 
 enum Tmp {
-    /// An `O_TMPFILE` file in `dir`.
-    Unnamed { file: File, dir: PathBuf },
+    /// An `O_TMPFILE` file in the destination's directory.
+    Unnamed(File),
     /// A named temporary file, on the [`PENDING`] list while it lives.
     Named {
         file: tempfile::NamedTempFile,
@@ -101,6 +101,23 @@ fn exists_error(dest: &Path) -> Error {
     )
 }
 
+/// The error of giving the output its name `dest` without replacing it.
+fn naming_error(dest: &Path, what: &'static str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        exists_error(dest)
+    } else {
+        Error::io(what, 0, e)
+    }
+}
+
+/// The directory `dest` is in (`.` for a bare name).
+fn dir_of(dest: &Path) -> &Path {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 impl AtomicFile {
     /// Creates the output's file, unnamed (or hidden) next to `dest`.
     ///
@@ -115,21 +132,14 @@ impl AtomicFile {
         if !force && dest.symlink_metadata().is_ok() {
             return Err(exists_error(dest));
         }
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let unnamed = if allow_unnamed {
-            unnamed_in(&dir)
-        } else {
-            None
-        };
+        let dir = dir_of(dest);
+        let unnamed = if allow_unnamed { unnamed_in(dir) } else { None };
         let tmp = match unnamed {
-            Some(file) => Tmp::Unnamed { file, dir },
+            Some(file) => Tmp::Unnamed(file),
             None => {
                 let file = tempfile::Builder::new()
                     .prefix(&temp_prefix(dest))
-                    .tempfile_in(&dir)
+                    .tempfile_in(dir)
                     .map_err(|e| Error::io("output directory", 0, e))?;
                 Tmp::Named {
                     _pending: Pending::new(file.path()),
@@ -147,7 +157,7 @@ impl AtomicFile {
     /// The file, to write into.
     pub fn file(&self) -> &File {
         match &self.tmp {
-            Tmp::Unnamed { file, .. } => file,
+            Tmp::Unnamed(file) => file,
             Tmp::Named { file, .. } => file.as_file(),
         }
     }
@@ -155,7 +165,7 @@ impl AtomicFile {
     /// Mutable access to the file.
     pub fn file_mut(&mut self) -> &mut File {
         match &mut self.tmp {
-            Tmp::Unnamed { file, .. } => file,
+            Tmp::Unnamed(file) => file,
             Tmp::Named { file, .. } => file.as_file_mut(),
         }
     }
@@ -174,28 +184,26 @@ impl AtomicFile {
     pub fn commit(self) -> Result<()> {
         let AtomicFile { tmp, dest, force } = self;
         match tmp {
-            Tmp::Unnamed { file, dir } => {
+            Tmp::Unnamed(file) => {
                 file.sync_all().map_err(|e| Error::io("output", 0, e))?;
                 if !force {
-                    link_unnamed(&file, &dest).map_err(|e| {
-                        if e.kind() == std::io::ErrorKind::AlreadyExists {
-                            exists_error(&dest)
-                        } else {
-                            Error::io("output link", 0, e)
-                        }
-                    })?;
+                    link_unnamed(&file, &dest)
+                        .map_err(|e| naming_error(&dest, "output link", e))?;
                 } else {
                     // A name of its own first, then over the destination.
-                    let name = (0u32..)
-                        .map(|k| {
-                            dir.join(format!("{}{}-{k}", temp_prefix(&dest), std::process::id()))
-                        })
-                        .find_map(|p| match link_unnamed(&file, &p) {
-                            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
-                            r => Some(r.map(|()| p)),
-                        })
-                        .unwrap_or_else(|| Err(std::io::ErrorKind::AlreadyExists.into()))
-                        .map_err(|e| Error::io("output link", 0, e))?;
+                    let mut k = 0u32;
+                    let name = loop {
+                        let p = dir_of(&dest).join(format!(
+                            "{}{}-{k}",
+                            temp_prefix(&dest),
+                            std::process::id()
+                        ));
+                        match link_unnamed(&file, &p) {
+                            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => k += 1,
+                            r => break r.map(|()| p),
+                        }
+                    }
+                    .map_err(|e| Error::io("output link", 0, e))?;
                     let _pending = Pending::new(&name);
                     if let Err(e) = std::fs::rename(&name, &dest) {
                         let _ = std::fs::remove_file(&name);
@@ -215,25 +223,13 @@ impl AtomicFile {
                     file.persist(&dest)
                         .map_err(|e| Error::io("output rename", 0, e.error))?;
                 } else {
-                    file.persist_noclobber(&dest).map_err(|e| {
-                        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                            exists_error(&dest)
-                        } else {
-                            Error::io("output rename", 0, e.error)
-                        }
-                    })?;
+                    file.persist_noclobber(&dest)
+                        .map_err(|e| naming_error(&dest, "output rename", e.error))?;
                 }
             }
         }
-        if let Some(dir) = dest.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+        if let Ok(d) = File::open(dir_of(&dest)) {
+            let _ = d.sync_all();
         }
         Ok(())
     }
@@ -478,7 +474,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let named = |a: &AtomicFile| match &a.tmp {
             Tmp::Named { file, .. } => file.path().to_path_buf(),
-            Tmp::Unnamed { .. } => panic!("not a named temporary file"),
+            Tmp::Unnamed(_) => panic!("not a named temporary file"),
         };
         let a = AtomicFile::create_in(&dir.path().join("a"), false, false).unwrap();
         let tmp = named(&a);
@@ -502,7 +498,7 @@ mod tests {
             let dest = dir.path().join("out");
             let mut a = AtomicFile::create_in(&dest, false, unnamed).unwrap();
             // This test's directory (ext4, tmpfs) takes O_TMPFILE.
-            assert_eq!(matches!(a.tmp, Tmp::Unnamed { .. }), unnamed);
+            assert_eq!(matches!(a.tmp, Tmp::Unnamed(_)), unnamed);
             a.file_mut().write_all(b"hello").unwrap();
             // Nothing visible before the commit but a hidden temporary file.
             let visible = std::fs::read_dir(dir.path()).unwrap().count();

@@ -216,9 +216,9 @@ pub fn decompress_to<R: crate::io::ReadAt + 'static>(
 
 /// Writes the whole uncompressed content of `z` into `out` at its offsets:
 /// every worker (`threads`, 0 = one per core) decodes 1 MiB pieces, which
-/// [`crate::fsutil::write_pieces`] writes. All-zero 4 KiB
-/// runs are left unwritten: `out` must be a new, empty file, whose holes read
-/// as zeros. Sets the file's length. `progress` receives uncompressed byte counts.
+/// [`crate::fsutil::write_pieces`] writes, leaving all-zero 4 KiB units
+/// unwritten: `out` must be a new, empty file, whose holes read as zeros.
+/// Sets the file's length. `progress` receives uncompressed byte counts.
 ///
 /// # Errors
 /// Read, CRC and decompression errors of `z`; write errors of `out`.
