@@ -53,7 +53,9 @@ fn best(mut f: impl FnMut() -> Duration) -> Duration {
 }
 
 /// CPU time (user + system) of this process so far, all threads.
+#[allow(unsafe_code)]
 fn cpu_time() -> Duration {
+    // SAFETY: rusage is plain data, valid when zeroed.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage fills the struct it is given.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };

@@ -79,6 +79,8 @@ fn run_obd(args: &[&str]) -> Run {
         if let Some(k) = vm_hwm_kib(child.id()) {
             hwm = hwm.max(k);
         }
+        // SAFETY: `status` and `ru` are valid, exclusively borrowed storage
+        // for wait4 to fill; `pid` is our own unreaped child.
         let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
         if r == pid {
             break;

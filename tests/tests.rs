@@ -3,6 +3,7 @@
 mod util;
 
 mod attach_cli;
+mod bindings;
 mod cli;
 mod corruption;
 mod crash;
