@@ -28,10 +28,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use obd::format::lsmt::writer::{LayerMeta, Writer as LsmtWriter};
+use obd::format::uuid::Uuid;
 use obd::format::zfile::writer::{Writer as ZWriter, WriterOptions};
 use obd::format::zfile::Algorithm;
 use obd::sample::{self, Rng, CHUNK};
-use obd::uuid::Uuid;
 use vmkit::{Initramfs, Kernel, VmOptions};
 
 const SAMPLE_SIZE: u64 = 256 << 20;

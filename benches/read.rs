@@ -306,8 +306,8 @@ fn write_layer(path: &Path, layer: usize) {
     let z = zfile::Writer::new(out, zfile::WriterOptions::default()).expect("zfile writer");
     let meta = LayerMeta {
         virtual_size: GIB,
-        uuid: obd::uuid::Uuid::null(),
-        parent_uuid: obd::uuid::Uuid::null(),
+        uuid: obd::format::uuid::Uuid::null(),
+        parent_uuid: obd::format::uuid::Uuid::null(),
         user_tag: Vec::new(),
     };
     let mut w = LayerWriter::new(z, meta).expect("layer writer");
@@ -346,7 +346,7 @@ fn fixture_stack(dir: &Path) -> Files {
         });
         let stack = Stack::open(&layers, None, Default::default()).expect("open stack");
         let out = File::create(&raw).expect("create raw");
-        obd::flatten::to_file(&stack, &out, &|_| {}).expect("flatten");
+        obd::ops::flatten::to_file(&stack, &out, &|_| {}).expect("flatten");
         out.sync_all().expect("sync");
         std::fs::write(&stamp, STACK_VERSION).expect("stamp");
         println!("generated in {:.1} s", t.elapsed().as_secs_f64());

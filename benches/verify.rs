@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use obd::format::zfile::{Writer, WriterOptions};
-use obd::io::FileAt;
+use obd::source::FileAt;
 use obd::verify::{self, Options, Status};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -130,7 +130,7 @@ fn components(path: &Path, size: u64) {
     let crc = best(|| {
         let t = Instant::now();
         for &(a, b, _) in &ranges {
-            std::hint::black_box(obd::checksum::crc32c_salt(&bytes[a..b]));
+            std::hint::black_box(obd::format::checksum::crc32c_salt(&bytes[a..b]));
         }
         t.elapsed()
     });

@@ -230,7 +230,7 @@ fn main() {
         "obd write benchmark: {} MiB mixed image, best of {runs}, files in {}, {} cores, load average {}",
         size >> 20,
         dir.display(),
-        obd::pipeline::default_threads(),
+        obd::exec::default_threads(),
         load_average()
     );
 

@@ -156,6 +156,19 @@ pub fn checked_mul(a: u64, b: u64, what: &'static str, offset: u64) -> Result<u6
         .ok_or_else(|| Error::corrupt(what, offset, format!("{a} * {b} overflows")))
 }
 
+/// Unwraps the library error a [`std::io::Write`] impl carried through `io::Error`.
+pub fn from_io(what: &'static str, offset: u64, e: std::io::Error) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+        match e.into_inner().map(|i| i.downcast::<Error>()) {
+            Some(Ok(inner)) => *inner,
+            Some(Err(other)) => Error::io(what, offset, std::io::Error::other(other)),
+            None => Error::invalid(what, "unknown error"),
+        }
+    } else {
+        Error::io(what, offset, e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,14 +5,13 @@
 //! Each function must never panic on any input, except for the assertions it
 //! makes about obd's own invariants.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::blob::{Blob, BlobOptions};
 use crate::format::lsmt::index::{self, RwIndex};
 use crate::format::lsmt::{Layer, Segment};
 use crate::format::zfile::{decompress_block, Algorithm, ZFile};
 use crate::io::ReadAt;
+use crate::source::blob::{Blob, BlobOptions};
 use crate::stack::{Source, Stack, StackLayer};
 use crate::verify::{verify_blob, verify_pair_readers, Options, Status};
 
@@ -74,11 +73,7 @@ fn read_windows(view: &dyn ReadAt, seed: &[u8]) {
 }
 
 fn one_layer_stack(layer: Layer) {
-    let sl = StackLayer {
-        name: "fuzz".into(),
-        layer,
-        blob: None,
-    };
+    let sl = StackLayer::new("fuzz", layer, None);
     if let Ok(stack) = Stack::new(vec![sl]) {
         read_some(&stack, 1 << 20);
     }
@@ -123,7 +118,7 @@ pub fn zfile_block(data: &[u8]) {
 pub fn lsmt_open(data: &[u8]) {
     let v: Arc<dyn ReadAt> = Arc::new(data.to_vec());
     if let Ok(layer) = Layer::open_ro(v) {
-        for w in layer.segments.windows(2) {
+        for w in layer.segments().windows(2) {
             assert!(w[0].end() <= w[1].offset, "validated index is sorted");
         }
         one_layer_stack(layer);
@@ -142,7 +137,7 @@ pub fn rw_layer(data: &[u8]) {
     let d: Arc<dyn ReadAt> = Arc::new(body[..split].to_vec());
     let i = body[split..].to_vec();
     if let Ok(layer) = Layer::open_rw_views(d, &i) {
-        for w in layer.segments.windows(2) {
+        for w in layer.segments().windows(2) {
             assert!(w[0].end() <= w[1].offset, "replayed index is sorted");
         }
         one_layer_stack(layer);
@@ -190,15 +185,15 @@ pub fn stack(data: &[u8]) {
             None => (rest, None),
         };
         let view: Arc<dyn ReadAt> = Arc::new(blob.to_vec());
-        let Ok(b) = Blob::from_reader(PathBuf::from("fuzz"), view, BlobOptions::default()) else {
+        let Ok(b) = Blob::from_reader(
+            crate::source::LayerSource::file("fuzz"),
+            view,
+            BlobOptions::default(),
+        ) else {
             return;
         };
         let Ok(layer) = b.layer() else { return };
-        layers.push(StackLayer {
-            name: "fuzz".into(),
-            layer,
-            blob: Some(b),
-        });
+        layers.push(StackLayer::new("fuzz", layer, Some(b)));
         match next {
             Some(n) => rest = n,
             None => break,
@@ -220,8 +215,12 @@ pub fn verify(data: &[u8]) {
     };
     let r = verify_blob("fuzz", view.clone(), &opts, &noop);
     if r.status == Status::Ok && r.problem_count() == 0 && r.kind == Some("lsmt_ro") {
-        let b = Blob::from_reader(PathBuf::from("fuzz"), view, BlobOptions::default())
-            .expect("a blob verify passes opens");
+        let b = Blob::from_reader(
+            crate::source::LayerSource::file("fuzz"),
+            view,
+            BlobOptions::default(),
+        )
+        .expect("a blob verify passes opens");
         b.layer().expect("a layer verify passes opens");
     }
     if data.len() > 4 {

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use obd::blob::BlobOptions;
 use obd::io::ReadAt;
+use obd::source::blob::BlobOptions;
 use obd::stack::{Source, Stack, StackLayer};
 use proptest::prelude::*;
 
@@ -156,16 +156,16 @@ fn cli_errors_are_one_line() {
 fn corrupt_zfile_block_is_reported_with_its_number() {
     // Flip a byte inside block 3 of a ZFile: reads of it fail with a CRC error.
     let name = "L1.lz4-bs16.zfile";
-    let blob = obd::blob::Blob::open(&fx(name), BlobOptions::default()).unwrap();
-    let z = blob.zfile.clone().unwrap();
+    let blob = obd::source::blob::Blob::open(&fx(name), BlobOptions::default()).unwrap();
+    let z = blob.zfile().cloned().unwrap();
     let r = z.block_range(3);
     let mut bytes = std::fs::read(fx(name)).unwrap();
     bytes[(r.start + 10) as usize] ^= 0x10;
     let dir = tmpdir();
     let p = dir.path().join(name);
     std::fs::write(&p, &bytes).unwrap();
-    let blob = obd::blob::Blob::open(&p, BlobOptions::default()).unwrap();
-    let z = blob.zfile.unwrap();
+    let blob = obd::source::blob::Blob::open(&p, BlobOptions::default()).unwrap();
+    let z = blob.zfile().cloned().unwrap();
     let mut buf = vec![0u8; 16384];
     let e = z.read_exact_at(&mut buf, 3 * 16384).unwrap_err();
     assert!(matches!(e, obd::Error::Checksum { block: 3, .. }), "{e}");

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use obd::blob::{Blob, BlobOptions};
 use obd::io::ReadAt;
+use obd::source::blob::{Blob, BlobOptions};
 use serde_json::Value;
 
 use crate::util::*;
@@ -137,8 +137,7 @@ fn every_zfile_decompresses_to_the_manifest_hash() {
         }
         let blob = Blob::open(&fx(name), BlobOptions::default()).unwrap();
         let z = blob
-            .zfile
-            .as_ref()
+            .zfile()
             .unwrap_or_else(|| panic!("{name}: not detected as ZFile"));
         let mut data = vec![0u8; z.len() as usize];
         z.read_exact_at(&mut data, 0)

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use obd::blob::{Blob, BlobOptions};
 use obd::format::lsmt::raw::SECTOR_SIZE;
+use obd::source::blob::{Blob, BlobOptions};
 use obd::stack::Stack;
 use obd::ReadAt;
 
@@ -400,12 +400,12 @@ fn ext4_inputs(fs: &mut Initramfs, dir: &Path) -> Result<(), String> {
 fn corrupt_input(fs: &mut Initramfs) -> Result<(), String> {
     let name = "L1.lz4-bs16.zfile";
     let blob = Blob::open(&fx(name), BlobOptions::default()).map_err(|e| e.to_string())?;
-    let z = blob.zfile.clone().ok_or("not a zfile")?;
+    let z = blob.zfile().cloned().ok_or("not a zfile")?;
     let layer = blob.layer().map_err(|e| e.to_string())?;
     let bs = z.block_size();
     // The first data mapping that holds the start of a whole block.
     let (block, bad) = layer
-        .segments
+        .segments()
         .iter()
         .filter(|s| !s.zeroed)
         .find_map(|s| {
@@ -416,7 +416,7 @@ fn corrupt_input(fs: &mut Initramfs) -> Result<(), String> {
         })
         .ok_or("no data block to corrupt")?;
     let good = layer
-        .segments
+        .segments()
         .iter()
         .filter(|s| !s.zeroed)
         .find_map(|s| {

@@ -1,29 +1,29 @@
 //! Writers: byte-exact against the reference fixtures, and round trips.
 
-use obd::blob::{Blob, BlobOptions};
 use obd::format::lsmt::raw::SECTOR_SIZE;
 use obd::format::lsmt::writer::{LayerMeta, Writer};
 use obd::format::lsmt::Layer;
+use obd::format::uuid::Uuid;
 use obd::io::ReadAt;
-use obd::uuid::Uuid;
+use obd::source::blob::{Blob, BlobOptions};
 
 use crate::util::*;
 
 fn commit(layer: &Layer, uuid: &str, parent: &str, msg: &str) -> Vec<u8> {
     let meta = LayerMeta {
-        virtual_size: layer.header.virtual_size,
+        virtual_size: layer.header().virtual_size,
         uuid: Uuid::parse(uuid).unwrap(),
         parent_uuid: Uuid::parse(parent).unwrap(),
         user_tag: msg.as_bytes().to_vec(),
     };
     let mut w = Writer::new(Vec::new(), meta).unwrap();
-    for s in &layer.segments {
+    for s in layer.segments() {
         if s.zeroed {
             w.push_zeroed(s.offset, s.length, 0).unwrap();
         } else {
             let mut b = vec![0u8; s.length as usize * 512];
             layer
-                .data
+                .data()
                 .read_exact_at(&mut b, s.moffset * SECTOR_SIZE)
                 .unwrap();
             w.push_data(s.offset, &b, 0).unwrap();
@@ -65,7 +65,7 @@ fn writer_reproduces_reference_commits() {
     );
     assert_eq!(sha256(&got), sha256_file(&fx("L2.msg.commit")));
     let sealed = Layer::open_ro(std::sync::Arc::new(
-        obd::io::FileAt::open(&fx("L1.sealed")).unwrap(),
+        obd::source::FileAt::open(&fx("L1.sealed")).unwrap(),
     ))
     .unwrap();
     let got = commit(
@@ -182,11 +182,11 @@ fn assert_equivalent_zfile(got: &str, want: &str) {
     let g = Blob::open(got.as_ref(), BlobOptions::default()).unwrap();
     let w = Blob::open(&fx(want), BlobOptions::default()).unwrap();
     assert_eq!(
-        g.tar.as_ref().map(|t| t.offset),
-        w.tar.as_ref().map(|t| t.offset),
+        g.tar().as_ref().map(|t| t.offset),
+        w.tar().as_ref().map(|t| t.offset),
         "{want}: tar"
     );
-    let (gz, wz) = (g.zfile.as_ref().unwrap(), w.zfile.as_ref().unwrap());
+    let (gz, wz) = (g.zfile().unwrap(), w.zfile().unwrap());
     for (gr, wr, what) in [
         (gz.header(), wz.header(), "header"),
         (gz.trailer(), wz.trailer(), "trailer"),
@@ -202,10 +202,10 @@ fn assert_equivalent_zfile(got: &str, want: &str) {
         );
         assert!(gr.digest_ok(), "{want}: {what} digest");
     }
-    let mut gc = vec![0u8; g.view.len() as usize];
-    let mut wc = vec![0u8; w.view.len() as usize];
-    g.view.read_exact_at(&mut gc, 0).unwrap();
-    w.view.read_exact_at(&mut wc, 0).unwrap();
+    let mut gc = vec![0u8; g.view().len() as usize];
+    let mut wc = vec![0u8; w.view().len() as usize];
+    g.view().read_exact_at(&mut gc, 0).unwrap();
+    w.view().read_exact_at(&mut wc, 0).unwrap();
     assert_eq!(sha256(&gc), sha256(&wc), "{want}: content");
     // The jump table is the block lengths: the sections line up.
     let last = gz.blocks();
@@ -322,7 +322,7 @@ fn zstd_commits_decompress_to_the_plain_commit() {
         a.push(out.clone());
         obd(&a).ok();
         let blob = Blob::open(out.as_ref(), BlobOptions::default()).unwrap();
-        let z = blob.zfile.as_ref().unwrap();
+        let z = blob.zfile().unwrap();
         assert!(
             z.header_overwrite(),
             "commit -z overwrites the header (0x1B)"
@@ -330,8 +330,8 @@ fn zstd_commits_decompress_to_the_plain_commit() {
         assert_eq!(z.header().flags, 0x1B);
         assert_eq!(z.trailer().flags, 0x16);
         assert_eq!(z.block_size(), bs);
-        let mut content = vec![0u8; blob.view.len() as usize];
-        blob.view.read_exact_at(&mut content, 0).unwrap();
+        let mut content = vec![0u8; blob.view().len() as usize];
+        blob.view().read_exact_at(&mut content, 0).unwrap();
         assert_eq!(sha256(&content), sha256_file(&fx(plain)));
     }
 }
@@ -383,8 +383,8 @@ fn merge_reproduces_overlaybd_merge() {
     a.extend(layers.iter().cloned());
     obd(&a).ok();
     let blob = Blob::open(&fx("merged.lz4.zfile"), BlobOptions::default()).unwrap();
-    let mut inner = vec![0u8; blob.view.len() as usize];
-    blob.view.read_exact_at(&mut inner, 0).unwrap();
+    let mut inner = vec![0u8; blob.view().len() as usize];
+    blob.view().read_exact_at(&mut inner, 0).unwrap();
     assert_eq!(sha256_file(plain.as_ref()), sha256(&inner));
 }
 
@@ -523,8 +523,8 @@ fn zfile_round_trips_and_layout() {
         let r = obd(&a).ok().json();
         assert_eq!(r["input_size"], 2097152);
         let blob = Blob::open(out.as_ref(), BlobOptions::default()).unwrap();
-        assert_eq!(blob.tar.is_some(), tar);
-        let z = blob.zfile.as_ref().unwrap();
+        assert_eq!(blob.tar().is_some(), tar);
+        let z = blob.zfile().unwrap();
         // overlaybd-zfile layout: plain header (0x13, index fields 0), trailer 0x16.
         assert_eq!(z.header().flags, 0x13);
         assert_eq!(z.header().index_offset, 0);
@@ -650,8 +650,8 @@ fn create_write_commit_round_trip() {
         assert!(std::fs::read(&raw).unwrap() == model, "sparse={sparse}");
         let blob = Blob::open(out.as_ref(), BlobOptions::default()).unwrap();
         let l = blob.layer().unwrap();
-        assert_eq!(l.trailer.as_ref().unwrap().parent_uuid, U0.to_uppercase());
-        assert_eq!(l.trailer.as_ref().unwrap().uuid, obd::uuid::NULL);
+        assert_eq!(l.trailer().as_ref().unwrap().parent_uuid, U0.to_uppercase());
+        assert_eq!(l.trailer().as_ref().unwrap().uuid, obd::format::uuid::NULL);
     }
 }
 
@@ -694,12 +694,12 @@ fn raw_commit_of_a_whole_image_and_over_a_base() {
 }
 
 mod raw_diff {
-    use obd::commit::{diff_into, DiffOptions};
     use obd::format::lsmt::writer::LayerMeta;
     use obd::format::lsmt::Layer;
+    use obd::format::uuid::Uuid;
     use obd::io::ReadAt;
+    use obd::ops::diff::{diff_into, DiffOptions};
     use obd::stack::{Stack, StackLayer};
-    use obd::uuid::Uuid;
     use proptest::prelude::*;
     use std::sync::Arc;
 
@@ -731,11 +731,7 @@ mod raw_diff {
     }
 
     fn layer_of(bytes: Vec<u8>, name: &str) -> StackLayer {
-        StackLayer {
-            name: name.into(),
-            layer: Layer::open_ro(Arc::new(bytes)).unwrap(),
-            blob: None,
-        }
+        StackLayer::new(name, Layer::open_ro(Arc::new(bytes)).unwrap(), None)
     }
 
     fn stack_of(layers: Vec<Vec<u8>>) -> Stack {
@@ -785,7 +781,7 @@ mod raw_diff {
             let mut base_img = vec![0u8; vs as usize];
             if let Some(b) = &base { b.read_exact_at(&mut base_img, 0).unwrap(); }
             let top_layer = Layer::open_ro(Arc::new(top)).unwrap();
-            for s in &top_layer.segments {
+            for s in top_layer.segments() {
                 let mut lba = s.offset;
                 while lba < s.end() {
                     let blk = (lba * 512 / BS) as usize;

@@ -12,13 +12,14 @@ use serde::Serialize;
 
 use super::zfile::{out_err, rate, ZfileArgs};
 use super::{human, print_json, GlobalArgs, Progress};
-use crate::blob::{Blob, BlobOptions};
-use crate::commit::{self, CommitMeta, CommitReport, DiffOptions};
 use crate::format::lsmt::Layer;
+use crate::format::uuid::Uuid;
 use crate::io::FileAt;
-use crate::output::OutputOptions;
+use crate::ops::commit::{self, CommitMeta, CommitReport};
+use crate::ops::diff::{self, DiffOptions};
+use crate::ops::output::OutputOptions;
+use crate::source::blob::{Blob, BlobOptions};
 use crate::stack::Stack;
-use crate::uuid::Uuid;
 
 /// Arguments of `obd commit`.
 #[derive(Debug, clap::Args)]
@@ -137,7 +138,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
             Some(Stack::open(&a.base, None, BlobOptions::default())?)
         };
         let bar = Progress::bytes(g, crate::ReadAt::len(&image), "diff");
-        let r = commit::commit_diff(
+        let r = diff::commit_diff(
             &image,
             base.as_ref(),
             DiffOptions {
@@ -169,10 +170,10 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
             _ => return Err(usage("give DATA INDEX OUT or LAYER OUT")),
         };
         let total: u64 = layer
-            .segments
+            .segments()
             .iter()
             .filter(|s| !s.zeroed)
-            .map(|s| s.length as u64 * 512)
+            .map(|s| s.length as u64 * crate::format::lsmt::raw::SECTOR_SIZE)
             .sum();
         let bar = Progress::bytes(g, total, "commit");
         let r = commit::commit_layer(&layer, &m, dest, oo, &mut |n| bar.inc(n))

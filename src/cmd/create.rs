@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::{human, parse_size, print_json, GlobalArgs};
 use crate::format::lsmt::writable::{self, CreateOptions};
-use crate::uuid::Uuid;
+use crate::format::uuid::Uuid;
 
 /// Arguments of `obd create`.
 #[derive(Debug, clap::Args)]

@@ -12,16 +12,16 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::{human, print_json, GlobalArgs};
-use crate::blob::BlobOptions;
-use crate::commit::{self, CommitMeta};
 use crate::format::lsmt::writable::{self, CreateOptions};
 use crate::format::lsmt::WritableLayer;
+use crate::format::uuid::Uuid;
 use crate::format::zfile::{Algorithm, WriterOptions};
-use crate::inspect::{self, StackReport};
-use crate::output::OutputOptions;
+use crate::ops::commit::{self, CommitMeta};
+use crate::ops::inspect::{self, StackReport};
+use crate::ops::output::OutputOptions;
 use crate::sample::{self, Rng};
+use crate::source::blob::BlobOptions;
 use crate::stack::{Extent, Source, Stack};
-use crate::uuid::Uuid;
 
 /// Arguments of `obd demo`.
 #[derive(Debug, clap::Args)]
@@ -290,8 +290,8 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     let report = inspect::stack_report(&stack);
     let extents = stack.extents(0, stack.virtual_size());
     let flat_path = dir.join("flat.raw");
-    let flat = crate::fsutil::AtomicFile::create(&flat_path, false)?;
-    crate::flatten::to_file(&stack, flat.file(), &|_| {})?;
+    let flat = crate::io::atomic::AtomicFile::create(&flat_path, false)?;
+    crate::ops::flatten::to_file(&stack, flat.file(), &|_| {})?;
     flat.commit()?;
     let flat_bytes = std::fs::read(&flat_path)?;
     let flat_hash = sha256_hex(&flat_bytes);
@@ -410,7 +410,7 @@ fn print_tour(out: &mut dyn Write, r: &DemoReport, stack: &Stack) -> anyhow::Res
             Source::Data { layer, offset } => {
                 format!(
                     "layer {layer} ({}) at {offset:#x}",
-                    Path::new(&stack.layers()[layer as usize].name)
+                    Path::new(&stack.layers()[layer as usize].name())
                         .file_name()
                         .unwrap_or_default()
                         .to_string_lossy()

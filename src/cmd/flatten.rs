@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{human, print_json, CacheArgs, GlobalArgs, Progress, UpperArgs};
-use crate::fsutil::AtomicFile;
+use crate::io::atomic::AtomicFile;
 use crate::stack::{ReadOptions, Stack};
 
 /// Arguments of `obd flatten`.
@@ -42,12 +42,12 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     if a.output.as_os_str() == "-" {
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
-        crate::flatten::to_writer(&stack, &mut lock, &progress.callback())?;
+        crate::ops::flatten::to_writer(&stack, &mut lock, &progress.callback())?;
         progress.finish();
         return Ok(ExitCode::SUCCESS);
     }
     let file = AtomicFile::create(&a.output, a.force)?;
-    let stats = crate::flatten::to_file(&stack, file.file(), &progress.callback())?;
+    let stats = crate::ops::flatten::to_file(&stack, file.file(), &progress.callback())?;
     file.commit()?;
     progress.finish();
     if g.json {

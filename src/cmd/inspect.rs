@@ -8,8 +8,8 @@ use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
 use super::{human, print_json, GlobalArgs, UpperArgs};
-use crate::blob::BlobOptions;
-use crate::inspect::{self, FileReport, HeaderReport, RecordReport, StackReport};
+use crate::ops::inspect::{self, FileReport, HeaderReport, RecordReport, StackReport};
+use crate::source::blob::BlobOptions;
 use crate::stack::Stack;
 
 /// Arguments of `obd inspect`.

@@ -7,7 +7,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 
 use super::{human, print_json, GlobalArgs};
-use crate::ublk::runstate::{list, run_dir, Entry};
+use crate::serve::runstate::{list, run_dir, Entry};
 
 /// Arguments of `obd list`.
 #[derive(Debug, clap::Args)]

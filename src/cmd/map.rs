@@ -8,8 +8,8 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 
 use super::{print_json, GlobalArgs, UpperArgs};
-use crate::blob::BlobOptions;
 use crate::format::lsmt::raw::SECTOR_SIZE;
+use crate::source::blob::BlobOptions;
 use crate::stack::{Extent, Source, Stack};
 
 /// Arguments of `obd map`.
@@ -47,7 +47,11 @@ struct MapReport {
 /// Layers that cannot be opened; `--lba` past the end of the disk.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let stack = Stack::open(&a.layers, a.upper.pair(), BlobOptions::default())?;
-    let names: Vec<String> = stack.layers().iter().map(|l| l.name.clone()).collect();
+    let names: Vec<String> = stack
+        .layers()
+        .iter()
+        .map(|l| l.name().to_string())
+        .collect();
     let extents = match a.lba {
         Some(lba) => {
             let at = lba

@@ -8,11 +8,11 @@ use std::time::Instant;
 use super::commit::print_report;
 use super::zfile::{out_err, ZfileArgs};
 use super::{GlobalArgs, Progress};
-use crate::blob::BlobOptions;
-use crate::commit::{self, CommitMeta};
-use crate::output::OutputOptions;
+use crate::format::uuid::Uuid;
+use crate::ops::commit::CommitMeta;
+use crate::ops::output::OutputOptions;
+use crate::source::blob::BlobOptions;
 use crate::stack::Stack;
-use crate::uuid::Uuid;
 
 /// Arguments of `obd merge`.
 #[derive(Debug, clap::Args)]
@@ -69,10 +69,10 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         .mappings()
         .iter()
         .filter(|m| !m.zeroed)
-        .map(|m| m.length as u64 * 512)
+        .map(|m| m.length as u64 * crate::format::lsmt::raw::SECTOR_SIZE)
         .sum();
     let bar = Progress::bytes(g, total, "merge");
-    let r = commit::merge_stack(&stack, &meta, &a.output, oo, &mut |n| bar.inc(n))
+    let r = crate::ops::merge::merge_stack(&stack, &meta, &a.output, oo, &mut |n| bar.inc(n))
         .map_err(|e| out_err(&a.output, e))?;
     bar.finish();
     let inputs = a.layers.iter().map(|p| p.display().to_string()).collect();

@@ -218,7 +218,7 @@ fn remove_outputs_on_signal() {
     };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
-            crate::fsutil::remove_pending();
+            crate::io::atomic::remove_pending();
             eprintln!("obd: interrupted");
             std::process::exit(128 + sig);
         }

@@ -10,9 +10,9 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::{human, parse_size, print_json, GlobalArgs, Progress};
-use crate::blob::{Blob, BlobOptions};
 use crate::format::zfile::{self, Algorithm, WriterOptions};
-use crate::output::{Output, OutputOptions, OutputReport};
+use crate::ops::output::{Output, OutputOptions, OutputReport};
+use crate::source::blob::{Blob, BlobOptions};
 
 /// `obd zfile` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -203,7 +203,7 @@ fn decompress(g: &GlobalArgs, a: DecompressArgs, out: &mut dyn Write) -> anyhow:
     let t0 = Instant::now();
     let name = a.input.display().to_string();
     let blob = Blob::open(&a.input, BlobOptions::default()).with_context(|| name.clone())?;
-    let z: Arc<zfile::ZFile<Arc<dyn crate::ReadAt>>> = blob.zfile.clone().ok_or_else(|| {
+    let z: Arc<zfile::ZFile<Arc<dyn crate::ReadAt>>> = blob.zfile().cloned().ok_or_else(|| {
         anyhow::anyhow!("{name}: not a ZFile (no ZFile magic after any tar wrapper)")
     })?;
     let size = crate::ReadAt::len(&*z);
@@ -212,14 +212,14 @@ fn decompress(g: &GlobalArgs, a: DecompressArgs, out: &mut dyn Write) -> anyhow:
     if a.output.as_os_str() == "-" {
         let stdout = std::io::stdout();
         let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-        zfile::decompress_to(z, &mut lock, threads, &mut |n| progress.inc(n))
+        crate::ops::unpack::to_writer(z, &mut lock, threads, &mut |n| progress.inc(n))
             .with_context(|| name.clone())?;
         progress.finish();
         return Ok(ExitCode::SUCCESS);
     }
-    let file =
-        crate::fsutil::AtomicFile::create(&a.output, a.force).map_err(|e| out_err(&a.output, e))?;
-    let n = zfile::decompress_to_file(&z, file.file(), threads, &progress.callback())
+    let file = crate::io::atomic::AtomicFile::create(&a.output, a.force)
+        .map_err(|e| out_err(&a.output, e))?;
+    let n = crate::ops::unpack::to_file(&z, file.file(), threads, &progress.callback())
         .with_context(|| name.clone())?;
     file.commit().map_err(|e| out_err(&a.output, e))?;
     progress.finish();
@@ -235,7 +235,7 @@ fn decompress(g: &GlobalArgs, a: DecompressArgs, out: &mut dyn Write) -> anyhow:
     let secs = t0.elapsed().as_secs_f64();
     let r = Report {
         input: name,
-        input_size: blob.file_size,
+        input_size: blob.file_size(),
         seconds: secs,
         mb_per_s: rate(report.content_size, secs),
         output: report,

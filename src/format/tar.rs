@@ -18,11 +18,89 @@
 
 use serde::Serialize;
 
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
+
 use crate::error::{Error, Result};
 use crate::io::{Cursor, ReadAt};
 
 /// Bytes of a tar block.
 pub const BLOCK: u64 = 512;
+
+/// A ustar header block, byte for byte (POSIX.1-1988 `ustar`). Numeric
+/// fields are octal text.
+#[repr(C)]
+#[derive(Debug, Clone, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+pub struct RawUstarHeader {
+    /// Offset 0. Member name, NUL-padded.
+    pub name: [u8; 100],
+    /// Offset 100. Mode, octal.
+    pub mode: [u8; 8],
+    /// Offset 108. Owner uid, octal.
+    pub uid: [u8; 8],
+    /// Offset 116. Owner gid, octal.
+    pub gid: [u8; 8],
+    /// Offset 124. Size in bytes, octal.
+    pub size: [u8; 12],
+    /// Offset 136. Modification time, octal.
+    pub mtime: [u8; 12],
+    /// Offset 148. Header checksum: the byte sum with this field as spaces.
+    pub chksum: [u8; 8],
+    /// Offset 156. Type: `0` file, `x` PAX extended header, …
+    pub typeflag: u8,
+    /// Offset 157. Link target.
+    pub linkname: [u8; 100],
+    /// Offset 257. `ustar\0` (GNU: `ustar  `, spanning `version`).
+    pub magic: [u8; 6],
+    /// Offset 263. `00`.
+    pub version: [u8; 2],
+    /// Offset 265. Owner name.
+    pub uname: [u8; 32],
+    /// Offset 297. Group name.
+    pub gname: [u8; 32],
+    /// Offset 329. Device major, octal.
+    pub devmajor: [u8; 8],
+    /// Offset 337. Device minor, octal.
+    pub devminor: [u8; 8],
+    /// Offset 345. Name prefix.
+    pub prefix: [u8; 155],
+    /// Offset 500. Padding to the block.
+    pub pad: [u8; 12],
+}
+const _: () = assert!(core::mem::size_of::<RawUstarHeader>() == BLOCK as usize);
+
+/// Byte range of a field of [`RawUstarHeader`].
+macro_rules! ustar_range {
+    ($field:ident) => {{
+        let at = core::mem::offset_of!(RawUstarHeader, $field);
+        let h = RawUstarHeader::new_zeroed();
+        at..at + core::mem::size_of_val(&h.$field)
+    }};
+}
+
+/// Where the checksum field is.
+pub fn chksum_range() -> std::ops::Range<usize> {
+    ustar_range!(chksum)
+}
+
+/// The 8 bytes of `magic` and `version` (`ustar\0` `00`, or GNU's `ustar  \0`).
+pub fn magic_range() -> std::ops::Range<usize> {
+    let m = ustar_range!(magic);
+    m.start..ustar_range!(version).end
+}
+
+/// The header sum with the checksum field counted as spaces: `(unsigned,
+/// signed)` byte sums, as old writers differ.
+pub fn header_sums(block: &[u8; 512]) -> (u64, i64) {
+    let ck = chksum_range();
+    let mut unsigned: u64 = 0;
+    let mut signed: i64 = 0;
+    for (i, &b) in block.iter().enumerate() {
+        let b = if ck.contains(&i) { b' ' } else { b };
+        unsigned += b as u64;
+        signed += b as i8 as i64;
+    }
+    (unsigned, signed)
+}
 
 /// Where the single member's bytes are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,19 +117,14 @@ pub struct Payload {
 
 /// The checksum test of the reference's `is_tar_file`.
 pub fn looks_like_tar(block: &[u8; 512]) -> bool {
-    if &block[257..262] != b"ustar" || &block[263..265] != b"00" {
+    let h: &RawUstarHeader = zerocopy::transmute_ref!(block);
+    if &h.magic[..5] != b"ustar" || &h.version != b"00" {
         return false;
     }
-    let Some(stored) = parse_octal(&block[148..156]) else {
+    let Some(stored) = parse_octal(&h.chksum) else {
         return false;
     };
-    let mut unsigned: u64 = 0;
-    let mut signed: i64 = 0;
-    for (i, &b) in block.iter().enumerate() {
-        let b = if (148..156).contains(&i) { b' ' } else { b };
-        unsigned += b as u64;
-        signed += b as i8 as i64;
-    }
+    let (unsigned, signed) = header_sums(block);
     stored == unsigned || stored as i64 == signed
 }
 
@@ -185,20 +258,20 @@ fn octal12(field: &mut [u8], v: u64) {
     field.copy_from_slice(&s.as_bytes()[..12]);
 }
 
-fn set_name(block: &mut [u8; 512], name: &str) {
-    block[..name.len()].copy_from_slice(name.as_bytes());
+fn set_name(h: &mut RawUstarHeader, name: &str) {
+    h.name[..name.len()].copy_from_slice(name.as_bytes());
 }
 
-fn finish_block(block: &mut [u8; 512]) {
-    block[257..263].copy_from_slice(b"ustar\0");
-    block[263..265].copy_from_slice(b"00");
-    // The checksum counts its own field as spaces; it is zero while summed.
-    let sum: u64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { b' ' } else { b } as u64)
-        .sum();
-    octal8(&mut block[148..156], sum);
+fn finish_block(mut h: RawUstarHeader) -> [u8; 512] {
+    h.magic = *b"ustar\0";
+    h.version = *b"00";
+    // The checksum counts its own field as spaces.
+    let mut block = [0u8; 512];
+    block.copy_from_slice(h.as_bytes());
+    let (sum, _) = header_sums(&block);
+    octal8(&mut h.chksum, sum);
+    block.copy_from_slice(h.as_bytes());
+    block
 }
 
 /// The PAX record that carries the payload size: `"<len> size=<size>\n"`,
@@ -220,26 +293,24 @@ pub fn header_blocks(payload_size: u64) -> [u8; HEADER_BYTES as usize] {
     let mut out = [0u8; HEADER_BYTES as usize];
     let record = pax_size_record(payload_size);
     // PAX header: mode, uid, gid, mtime, uname and gname stay zero bytes.
-    let mut pax = [0u8; 512];
+    let mut pax = RawUstarHeader::new_zeroed();
     set_name(&mut pax, PAX_NAME);
-    octal12(&mut pax[124..136], record.len() as u64);
-    pax[156] = b'x';
-    finish_block(&mut pax);
-    out[..512].copy_from_slice(&pax);
+    octal12(&mut pax.size, record.len() as u64);
+    pax.typeflag = b'x';
+    out[..512].copy_from_slice(&finish_block(pax));
     out[512..512 + record.len()].copy_from_slice(record.as_bytes());
     // ustar header: the real size lives only in the PAX record.
-    let mut h = [0u8; 512];
+    let mut h = RawUstarHeader::new_zeroed();
     set_name(&mut h, MEMBER_NAME);
-    octal8(&mut h[100..108], MEMBER_MODE as u64);
-    octal8(&mut h[108..116], 0);
-    octal8(&mut h[116..124], 0);
-    octal12(&mut h[124..136], 0);
-    octal12(&mut h[136..148], 0);
-    h[156] = b'0';
-    h[265..269].copy_from_slice(b"root");
-    h[297..301].copy_from_slice(b"root");
-    finish_block(&mut h);
-    out[1024..].copy_from_slice(&h);
+    octal8(&mut h.mode, MEMBER_MODE as u64);
+    octal8(&mut h.uid, 0);
+    octal8(&mut h.gid, 0);
+    octal12(&mut h.size, 0);
+    octal12(&mut h.mtime, 0);
+    h.typeflag = b'0';
+    h.uname[..4].copy_from_slice(b"root");
+    h.gname[..4].copy_from_slice(b"root");
+    out[1024..].copy_from_slice(&finish_block(h));
     out
 }
 

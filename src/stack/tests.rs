@@ -44,8 +44,8 @@ fn layer_bytes(layer: usize, ops: &[Op], container: Container) -> Vec<u8> {
     }
     let meta = LayerMeta {
         virtual_size: VSIZE,
-        uuid: crate::uuid::Uuid::null(),
-        parent_uuid: crate::uuid::Uuid::null(),
+        uuid: crate::format::uuid::Uuid::null(),
+        parent_uuid: crate::format::uuid::Uuid::null(),
         user_tag: Vec::new(),
     };
     fn write<W: std::io::Write>(w: &mut LayerWriter<W>, ix: &RwIndex, layer: usize) {
@@ -115,12 +115,17 @@ fn stack(files: &[Vec<u8>], opts: ReadOptions) -> Stack {
         .map(|(i, bytes)| {
             let name = PathBuf::from(format!("L{i}"));
             let data: Arc<dyn ReadAt> = Arc::new(bytes.clone());
-            let blob = Blob::from_reader(name.clone(), data, opts.blob).unwrap();
-            StackLayer {
-                name: name.display().to_string(),
-                layer: blob.layer().unwrap(),
-                blob: Some(blob),
-            }
+            let blob = Blob::from_reader(
+                crate::source::LayerSource::File(name.clone()),
+                data,
+                opts.blob,
+            )
+            .unwrap();
+            StackLayer::new(
+                name.display().to_string(),
+                blob.layer().unwrap(),
+                Some(blob),
+            )
         })
         .collect();
     Stack::new_with(layers, opts).unwrap()
@@ -239,20 +244,7 @@ fn hand_layer(segments: Vec<Segment>, data: Arc<dyn ReadAt>) -> StackLayer {
         version: [1, 0],
         user_tag: String::new(),
     };
-    StackLayer {
-        name: "hand".into(),
-        layer: Layer {
-            kind: Kind::Committed,
-            header: header.clone(),
-            trailer: Some(header),
-            index_header: None,
-            index_entries: segments.len() as u64,
-            segments,
-            data,
-            data_end_sectors: 1 << 20,
-        },
-        blob: None,
-    }
+    StackLayer::new("hand", Layer::by_hand(header, segments, data), None)
 }
 
 #[test]

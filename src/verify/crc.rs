@@ -94,7 +94,7 @@ pub fn locate(len: usize, stored: u32, computed: u32) -> Option<Flip> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checksum::{crc32c, crc32c_salt};
+    use crate::format::checksum::{crc32c, crc32c_salt};
 
     #[test]
     fn finds_every_single_bit_of_a_record() {

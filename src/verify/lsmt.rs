@@ -21,29 +21,55 @@ use crate::format::lsmt::Header;
 use crate::io::ReadAt;
 
 /// Fields of the record: (offset, length, name).
-const FIELDS: &[(usize, usize, &str)] = &[
-    (0, 8, "magic0"),
-    (8, 16, "magic1"),
-    (24, 4, "size"),
-    (28, 4, "flags"),
-    (32, 8, "index_offset"),
-    (40, 8, "index_size"),
-    (48, 8, "virtual_size"),
-    (56, 37, "uuid"),
-    (93, 37, "parent_uuid"),
-    (130, 2, "reserved"),
-    (132, 1, "version"),
-    (133, 1, "sub_version"),
-    (134, 256, "user_tag"),
-    (390, 3706, "unused"),
+/// Byte offset of a field of [`RawHeader`].
+macro_rules! off {
+    ($field:ident) => {
+        core::mem::offset_of!(RawHeader, $field)
+    };
+}
+
+/// The fields of [`RawHeader`] in order: offset and name.
+const FIELDS: [(usize, &str); 13] = [
+    (off!(magic0), "magic0"),
+    (off!(magic1), "magic1"),
+    (off!(size), "size"),
+    (off!(flags), "flags"),
+    (off!(index_offset), "index_offset"),
+    (off!(index_size), "index_size"),
+    (off!(virtual_size), "virtual_size"),
+    (off!(uuid), "uuid"),
+    (off!(parent_uuid), "parent_uuid"),
+    (off!(reserved), "reserved"),
+    (off!(version), "version"),
+    (off!(sub_version), "sub_version"),
+    (off!(user_tag), "user_tag"),
 ];
 
 /// The field holding byte `byte` of a record.
 pub fn field_at(byte: usize) -> &'static str {
+    if byte >= HEADER_STRUCT_SIZE as usize {
+        return "unused";
+    }
     FIELDS
         .iter()
-        .find(|f| f.0 <= byte && byte < f.0 + f.1)
-        .map_or("unused", |f| f.2)
+        .rev()
+        .find(|f| f.0 <= byte)
+        .map_or("unused", |f| f.1)
+}
+
+fn le(b: &[u8]) -> u64 {
+    let mut v = [0u8; 8];
+    v[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
+    u64::from_le_bytes(v)
+}
+
+/// The bytes of field `$field` in a record's bytes.
+macro_rules! bytes_of {
+    ($b:expr, $field:ident) => {{
+        let at = off!($field);
+        let raw = <RawHeader as zerocopy::FromZeros>::new_zeroed();
+        &$b[at..at + core::mem::size_of_val(&raw.$field)]
+    }};
 }
 
 /// Index entries read at most (16 bytes each); more is reported, not read.
@@ -74,12 +100,6 @@ fn printable(b: &[u8]) -> String {
         .flat_map(|&c| std::ascii::escape_default(c))
         .map(char::from)
         .collect()
-}
-
-fn le(b: &[u8]) -> u64 {
-    let mut v = [0u8; 8];
-    v[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
-    u64::from_le_bytes(v)
 }
 
 /// A header or trailer record.
@@ -129,7 +149,7 @@ fn read_rec(
                 at + i as u64,
             )
             .field(format!("{which}.{name}"))
-            .expect(format!("{:#04x}", magic[i]), format!("{:#04x}", bytes[i])),
+            .expected(format!("{:#04x}", magic[i]), format!("{:#04x}", bytes[i])),
         );
         bytes[..24].copy_from_slice(&magic);
     }
@@ -195,7 +215,7 @@ fn check_uuid(r: &Rec, off: usize, name: &str, ctx: &Ctx, sink: &mut Sink) {
                 r.at + (off + 36) as u64,
             )
             .field(r.field(name))
-            .expect(0, f[36]),
+            .expected(0, f[36]),
         );
     }
 }
@@ -204,15 +224,15 @@ fn check_uuid(r: &Rec, off: usize, name: &str, ctx: &Ctx, sink: &mut Sink) {
 /// user tag.
 fn check_common(r: &Rec, ctx: &Ctx, sink: &mut Sink) {
     let b = &r.bytes;
-    let size = le(&b[24..28]);
+    let size = le(bytes_of!(b, size));
     if size != HEADER_STRUCT_SIZE as u64 {
         sink.push(
             ctx.at(
                 problem("lsmt.field", format!("{}: wrong size field", r.which)),
-                r.at + 24,
+                r.at + off!(size) as u64,
             )
             .field(r.field("size"))
-            .expect(HEADER_STRUCT_SIZE, size),
+            .expected(HEADER_STRUCT_SIZE, size),
         );
     }
     let flags = r.h.flags;
@@ -224,26 +244,30 @@ fn check_common(r: &Rec, ctx: &Ctx, sink: &mut Sink) {
                     "lsmt.flags",
                     format!("{}: flag bits no writer sets", r.which),
                 ),
-                r.at + 28,
+                r.at + off!(flags) as u64,
             )
             .field(r.field("flags"))
-            .expect(format!("{:#x}", flags & !unknown), format!("{flags:#x}")),
+            .expected(format!("{:#x}", flags & !unknown), format!("{flags:#x}")),
         );
     }
-    if let Some(i) = b[130..132].iter().position(|&x| x != 0) {
+    let reserved = bytes_of!(b, reserved);
+    if let Some(i) = reserved.iter().position(|&x| x != 0) {
         sink.push(
             ctx.at(
                 problem(
                     "lsmt.reserved",
                     format!("{}: non-zero reserved byte", r.which),
                 ),
-                r.at + 130 + i as u64,
+                r.at + (off!(reserved) + i) as u64,
             )
             .field(r.field("reserved"))
-            .expect(0, b[130 + i]),
+            .expected(0, reserved[i]),
         );
     }
-    for (off, name) in [(132usize, "version"), (133, "sub_version")] {
+    for (off, name) in [
+        (off!(version), "version"),
+        (off!(sub_version), "sub_version"),
+    ] {
         if b[off] != 1 {
             sink.push(
                 ctx.at(
@@ -254,16 +278,16 @@ fn check_common(r: &Rec, ctx: &Ctx, sink: &mut Sink) {
                     r.at + off as u64,
                 )
                 .field(r.field(name))
-                .expect(1, b[off]),
+                .expected(1, b[off]),
             );
         }
     }
-    check_uuid(r, 56, "uuid", ctx, sink);
-    check_uuid(r, 93, "parent_uuid", ctx, sink);
-    let tag = &b[134..390];
+    check_uuid(r, off!(uuid), "uuid", ctx, sink);
+    check_uuid(r, off!(parent_uuid), "parent_uuid", ctx, sink);
+    let tag = bytes_of!(b, user_tag);
     if let Some(nul) = tag.iter().position(|&x| x == 0) {
         if let Some(i) = tag[nul..].iter().position(|&x| x != 0) {
-            let at = 134 + nul + i;
+            let at = off!(user_tag) + nul + i;
             sink.push(
                 ctx.at(
                     problem(
@@ -276,12 +300,13 @@ fn check_common(r: &Rec, ctx: &Ctx, sink: &mut Sink) {
                     r.at + at as u64,
                 )
                 .field(r.field("user_tag"))
-                .expect(0, b[at]),
+                .expected(0, b[at]),
             );
         }
     }
-    if let Some(i) = b.get(390..).and_then(|t| t.iter().position(|&x| x != 0)) {
-        let at = 390 + i;
+    let end = HEADER_STRUCT_SIZE as usize;
+    if let Some(i) = b.get(end..).and_then(|t| t.iter().position(|&x| x != 0)) {
+        let at = end + i;
         sink.push(
             ctx.at(
                 problem(
@@ -294,7 +319,7 @@ fn check_common(r: &Rec, ctx: &Ctx, sink: &mut Sink) {
                 r.at + at as u64,
             )
             .field(r.field("unused"))
-            .expect(0, b[at]),
+            .expected(0, b[at]),
         );
     }
 }
@@ -312,18 +337,18 @@ fn check_flags(r: &Rec, allowed: &[u32], ctx: &Ctx, sink: &mut Sink, why: &str) 
                         crate::format::lsmt::header::flag_names(r.h.flags).join(",")
                     ),
                 ),
-                r.at + 28,
+                r.at + off!(flags) as u64,
             )
             .field(r.field("flags"))
-            .expect(want.join(" or "), format!("{:#x}", r.h.flags)),
+            .expected(want.join(" or "), format!("{:#x}", r.h.flags)),
         );
     }
 }
 
 fn check_zero_index_fields(r: &Rec, ctx: &Ctx, sink: &mut Sink) {
     for (name, off, v) in [
-        ("index_offset", 32u64, r.h.index_offset),
-        ("index_size", 40, r.h.index_size),
+        ("index_offset", off!(index_offset) as u64, r.h.index_offset),
+        ("index_size", off!(index_size) as u64, r.h.index_size),
     ] {
         if v != 0 {
             sink.push(
@@ -335,7 +360,7 @@ fn check_zero_index_fields(r: &Rec, ctx: &Ctx, sink: &mut Sink) {
                     r.at + off,
                 )
                 .field(r.field(name))
-                .expect(0, v),
+                .expected(0, v),
             );
         }
     }
@@ -358,26 +383,56 @@ fn check_vsize(r: &Rec, ctx: &Ctx, sink: &mut Sink) {
                         }
                     ),
                 ),
-                r.at + 48,
+                r.at + off!(virtual_size) as u64,
             )
             .field(r.field("virtual_size"))
-            .expect("a non-zero multiple of 512", v),
+            .expected("a non-zero multiple of 512", v),
         );
     }
 }
 
 /// Fields two records of one layer repeat.
 fn check_agreement(a: &Rec, b: &Rec, sink: &mut Sink) {
-    for (name, off, len) in [
-        ("virtual_size", 48usize, 8usize),
-        ("uuid", 56, 37),
-        ("parent_uuid", 93, 37),
-        ("reserved", 130, 2),
-        ("version", 132, 1),
-        ("sub_version", 133, 1),
-        ("user_tag", 134, 256),
+    let (ab, bb) = (&a.bytes, &b.bytes);
+    for (name, off, x, y) in [
+        (
+            "virtual_size",
+            off!(virtual_size),
+            bytes_of!(ab, virtual_size),
+            bytes_of!(bb, virtual_size),
+        ),
+        ("uuid", off!(uuid), bytes_of!(ab, uuid), bytes_of!(bb, uuid)),
+        (
+            "parent_uuid",
+            off!(parent_uuid),
+            bytes_of!(ab, parent_uuid),
+            bytes_of!(bb, parent_uuid),
+        ),
+        (
+            "reserved",
+            off!(reserved),
+            bytes_of!(ab, reserved),
+            bytes_of!(bb, reserved),
+        ),
+        (
+            "version",
+            off!(version),
+            bytes_of!(ab, version),
+            bytes_of!(bb, version),
+        ),
+        (
+            "sub_version",
+            off!(sub_version),
+            bytes_of!(ab, sub_version),
+            bytes_of!(bb, sub_version),
+        ),
+        (
+            "user_tag",
+            off!(user_tag),
+            bytes_of!(ab, user_tag),
+            bytes_of!(bb, user_tag),
+        ),
     ] {
-        let (x, y) = (&a.bytes[off..off + len], &b.bytes[off..off + len]);
         if x != y {
             let show = |v: &[u8]| match name {
                 "virtual_size" | "version" | "sub_version" => le(v).to_string(),
@@ -398,7 +453,7 @@ fn check_agreement(a: &Rec, b: &Rec, sink: &mut Sink) {
                     ),
                 )
                 .field(name)
-                .expect(
+                .expected(
                     format!("{} ({})", show(x), a.which),
                     format!("{} ({})", show(y), b.which),
                 ),
@@ -435,7 +490,7 @@ pub(crate) fn check_file(
                 28,
             )
             .field("header.flags")
-            .expect(
+            .expected(
                 format!("{:#x}", header.h.flags | FLAG_HEADER),
                 format!("{:#x}", header.h.flags),
             ),
@@ -477,7 +532,7 @@ pub(crate) fn check_file(
                         ),
                         p + HEADER_SPACE,
                     )
-                    .expect(format!("{} bytes", p + HEADER_SPACE), format!("{len} bytes")),
+                    .expected(format!("{} bytes", p + HEADER_SPACE), format!("{len} bytes")),
                 );
                 trailer_pos = p;
                 trailer = read_rec(view, p, "trailer", &ctx, sink)?;
@@ -538,9 +593,7 @@ fn find_trailer(view: &dyn ReadAt) -> Result<Option<u64>> {
     let lowest = len.saturating_sub(1 << 20).max(HEADER_SPACE);
     while p >= lowest && p > 0 {
         view.read_exact_at(&mut buf, p)?;
-        if buf[..24] == magic
-            && u32::from_le_bytes([buf[28], buf[29], buf[30], buf[31]]) & FLAG_HEADER == 0
-        {
+        if buf[..24] == magic && le(bytes_of!(buf, flags)) & u64::from(FLAG_HEADER) == 0 {
             return Ok(Some(p));
         }
         p -= SECTOR_SIZE;
@@ -599,12 +652,12 @@ fn check_ro(
             ctx.at(
                 problem(
                     "lsmt.index_size",
-                    "more index entries than the reference reader accepts (§3.4, Q7)",
+                    "more index entries than the reference reader accepts",
                 ),
-                trailer.at + 40,
+                trailer.at + off!(index_size) as u64,
             )
             .field(trailer.field("index_size"))
-            .expect(format!("<= {MAX_RO_INDEX_ENTRIES}"), n),
+            .expected(format!("<= {MAX_RO_INDEX_ENTRIES}"), n),
         );
     }
     if io % SECTOR_SIZE != 0 || io < HEADER_SPACE {
@@ -614,10 +667,10 @@ fn check_ro(
                     "lsmt.index_offset",
                     "the index offset is not a sector boundary after the header",
                 ),
-                trailer.at + 32,
+                trailer.at + off!(index_offset) as u64,
             )
             .field(trailer.field("index_offset"))
-            .expect(">= 4096, a multiple of 512", io),
+            .expected(">= 4096, a multiple of 512", io),
         );
     }
     let end = n.checked_mul(SEGMENT_SIZE).and_then(|b| b.checked_add(io));
@@ -628,7 +681,7 @@ fn check_ro(
                     "lsmt.trailer_position",
                     format!("an index of {n} entries at {io:#x} does not fit between the header and the trailer at {trailer_pos:#x}"),
                 ),
-                trailer.at + 32,
+                trailer.at + off!(index_offset) as u64,
             )
             .field(trailer.field("index_offset")),
         );
@@ -650,10 +703,10 @@ fn check_ro(
                         "the trailer does not follow the index and its padding to 512 bytes (index_offset or index_size is wrong)"
                     },
                 ),
-                trailer.at + 32,
+                trailer.at + off!(index_offset) as u64,
             )
             .field(trailer.field("index_offset"))
-            .expect(format!("trailer at {want_end:#x}"), format!("trailer at {trailer_pos:#x}")),
+            .expected(format!("trailer at {want_end:#x}"), format!("trailer at {trailer_pos:#x}")),
         );
     }
     if n > MAX_INDEX_READ {
@@ -662,6 +715,51 @@ fn check_ro(
     }
     let mut raw = vec![0u8; (n * SEGMENT_SIZE) as usize];
     view.read_exact_at(&mut raw, io)?;
+    let data_end = io / SECTOR_SIZE;
+    let entry_at = |i: usize| io + i as u64 * SEGMENT_SIZE;
+    let (reals, tagged, max_tag) = check_ro_entries(&raw, io, committed, vsize, ctx, sink);
+    if committed {
+        let want = (reals.len() as u64).div_ceil(256) * 256;
+        if n != want {
+            sink.push(
+                ctx.at(
+                    problem(
+                        "lsmt.index_size",
+                        format!(
+                            "{} real entries are padded to {want} in a committed layer, but the index has {n} entries",
+                            reals.len()
+                        ),
+                    ),
+                    trailer.at + off!(index_size) as u64,
+                )
+                .field(trailer.field("index_size"))
+                .expected(want, n),
+            );
+        }
+        check_contiguity(&reals, data_end, &entry_at, ctx, sink);
+    } else {
+        check_physical_overlap(&reals, &entry_at, ctx, sink);
+    }
+    if tagged > 0 {
+        sink.note(format!(
+            "{tagged} index entries carry tags up to {max_tag} (overlaybd-merge records source layers there; readers ignore tags)"
+        ));
+    }
+    Ok(kind)
+}
+
+/// Checks every entry of a read-only index (`raw`, at `io`): padding only
+/// at the end of a committed index and well-formed, each real entry on its
+/// own and against the one before. Returns the real entries with their
+/// numbers, and how many carry tags (and the largest).
+fn check_ro_entries(
+    raw: &[u8],
+    io: u64,
+    committed: bool,
+    vsize: u64,
+    ctx: &Ctx,
+    sink: &mut Sink,
+) -> (Vec<(usize, Segment)>, u64, u8) {
     let data_end = io / SECTOR_SIZE;
     let entry_at = |i: usize| io + i as u64 * SEGMENT_SIZE;
     let mut reals: Vec<(usize, Segment)> = Vec::new();
@@ -691,7 +789,7 @@ fn check_ro(
                         at + b as u64,
                     )
                     .entry(i as u64)
-                    .expect(hex(PADDING.as_bytes()), hex(e)),
+                    .expected(hex(PADDING.as_bytes()), hex(e)),
                 );
             }
             if !committed {
@@ -730,34 +828,7 @@ fn check_ro(
         prev = Some((i, s));
         reals.push((i, s));
     }
-    if committed {
-        let want = (reals.len() as u64).div_ceil(256) * 256;
-        if n != want {
-            sink.push(
-                ctx.at(
-                    problem(
-                        "lsmt.index_size",
-                        format!(
-                            "{} real entries are padded to {want} in a committed layer, but the index has {n} entries",
-                            reals.len()
-                        ),
-                    ),
-                    trailer.at + 40,
-                )
-                .field(trailer.field("index_size"))
-                .expect(want, n),
-            );
-        }
-        check_contiguity(&reals, data_end, &entry_at, ctx, sink);
-    } else {
-        check_physical_overlap(&reals, &entry_at, ctx, sink);
-    }
-    if tagged > 0 {
-        sink.note(format!(
-            "{tagged} index entries carry tags up to {max_tag} (overlaybd-merge records source layers there; readers ignore tags)"
-        ));
-    }
-    Ok(kind)
+    (reals, tagged, max_tag)
 }
 
 fn hex(b: &[u8]) -> String {
@@ -782,7 +853,7 @@ fn check_entry(
             ctx.at(problem("lsmt.index.empty", "zero-length entry"), at)
                 .entry(i as u64)
                 .field("length")
-                .expect("> 0", 0),
+                .expected("> 0", 0),
         );
     }
     if let Err(e) = index::check_physical(s, data_end, "lsmt index", at, i) {
@@ -812,7 +883,7 @@ fn check_entry(
                 .entry(i as u64)
                 .other(*pi as u64)
                 .field("offset")
-                .expect(format!(">= {}", p.end()), s.offset),
+                .expected(format!(">= {}", p.end()), s.offset),
             );
         }
     }
@@ -859,7 +930,7 @@ fn check_contiguity(
         )
         .entry(i as u64)
         .field("moffset")
-        .expect(want, got)
+        .expected(want, got)
     };
     let mut pos = DATA_START_SECTORS;
     let mut reported = false;
@@ -891,7 +962,7 @@ fn check_contiguity(
                 )
                 .entry(pi as u64)
                 .field("length")
-                .expect(
+                .expected(
                     format!("data up to sector {}", s.moffset),
                     format!("{} {} sectors from {}", if p.zeroed { "zeroed" } else { "data" }, p.length, p.moffset),
                 ),
@@ -910,7 +981,7 @@ fn check_contiguity(
                 "the index maps data up to sector {pos}, but the data section ends at sector {data_end}"
             ),
         )
-        .expect(data_end, pos);
+        .expected(data_end, pos);
         if let Some((i, _)) = last {
             p = ctx.at(p, entry_at(*i)).entry(*i as u64).field("length");
         }
@@ -970,7 +1041,7 @@ fn check_rw_data(view: &dyn ReadAt, h: &Rec, ctx: &Ctx, sink: &mut Sink) {
                 ),
                 len,
             )
-            .expect(">= 4096 bytes", len),
+            .expected(">= 4096 bytes", len),
         );
     } else if len % SECTOR_SIZE != 0 {
         sink.push(
@@ -993,7 +1064,7 @@ fn check_rw_data(view: &dyn ReadAt, h: &Rec, ctx: &Ctx, sink: &mut Sink) {
                 ),
                 len,
             )
-            .expect(h.h.virtual_size.saturating_add(HEADER_SPACE), len),
+            .expected(h.h.virtual_size.saturating_add(HEADER_SPACE), len),
         );
     }
 }
@@ -1018,7 +1089,7 @@ fn check_rw_index(
                 ih.at + 32,
             )
             .field(ih.field("index_offset"))
-            .expect(HEADER_SPACE, ih.h.index_offset),
+            .expected(HEADER_SPACE, ih.h.index_offset),
         );
     }
     if ih.h.index_size != 0 {
@@ -1028,7 +1099,7 @@ fn check_rw_index(
                 ih.at + 40,
             )
             .field(ih.field("index_size"))
-            .expect(0, ih.h.index_size),
+            .expected(0, ih.h.index_size),
         );
     }
     check_common(ih, ctx, sink);
@@ -1043,7 +1114,7 @@ fn check_rw_index(
                 ),
                 len,
             )
-            .expect(">= 4096 bytes", len),
+            .expected(">= 4096 bytes", len),
         );
     }
     let body = len.saturating_sub(HEADER_SPACE);
@@ -1072,7 +1143,7 @@ fn check_rw_index(
                 ),
                 HEADER_SPACE,
             )
-            .expect(format!("<= {MAX_INDEX_ENTRIES}"), n),
+            .expected(format!("<= {MAX_INDEX_ENTRIES}"), n),
         );
         return Ok(Coverage::default());
     }
@@ -1102,7 +1173,7 @@ fn check_rw_index(
                             at,
                         )
                         .entry(i as u64)
-                        .expect(hex(PADDING.as_bytes()), hex(e)),
+                        .expected(hex(PADDING.as_bytes()), hex(e)),
                     );
                 }
                 continue;
@@ -1207,7 +1278,7 @@ pub(crate) fn check_pair(
                 ),
             )
             .at(a * SECTOR_SIZE)
-            .expect(format!("a record for sector {a}"), "none"),
+            .expected(format!("a record for sector {a}"), "none"),
         );
     }
     // A write is appended in pieces of at most 4 MiB, each data then record
@@ -1224,7 +1295,7 @@ pub(crate) fn check_pair(
                 ),
             )
             .at(from * SECTOR_SIZE)
-            .expect(format!("at most {MAX_PIECE_SECTORS} sectors"), cov.tail),
+            .expected(format!("at most {MAX_PIECE_SECTORS} sectors"), cov.tail),
         );
     } else if cov.tail > 0 {
         sink.note(format!(
@@ -1243,7 +1314,7 @@ fn sink_file(sink: &Sink) -> String {
 mod tests {
     use super::*;
     use crate::format::lsmt::writer::{LayerMeta, Writer};
-    use crate::uuid::Uuid;
+    use crate::format::uuid::Uuid;
 
     /// A committed layer: 8 sectors at LBA 0, zeroed 100..120, 16 sectors at
     /// LBA 200. Returns the bytes and the index offset.

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::{Container, FileReport, Problem, Status};
 use crate::format::lsmt::raw::MAX_STACK_LAYERS;
-use crate::uuid::Uuid;
+use crate::format::uuid::Uuid;
 
 /// One layer as the stack sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -133,7 +133,7 @@ pub fn verify_stack(
                                 l.path, below.path
                             ),
                         )
-                        .expect(u.as_str(), p.as_str()),
+                        .expected(u.as_str(), p.as_str()),
                     );
                 }
             }
@@ -164,7 +164,7 @@ pub fn verify_stack(
                                 layers[i].path
                             ),
                         )
-                        .expect(format!("<= {v}"), s),
+                        .expected(format!("<= {v}"), s),
                     );
                 } else if s != v && s != 0 {
                     notes.push(format!(
@@ -177,7 +177,8 @@ pub fn verify_stack(
     // obd's stack engine must agree.
     let clean = files.iter().all(|f| f.status == Status::Ok) && problems.is_empty();
     if clean {
-        if let Err(e) = crate::stack::Stack::open(paths, upper, crate::blob::BlobOptions::default())
+        if let Err(e) =
+            crate::stack::Stack::open(paths, upper, crate::source::blob::BlobOptions::default())
         {
             problems.push(problem(
                 "stack.reader",

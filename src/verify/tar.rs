@@ -11,12 +11,14 @@ use tar::{EntryType, Header};
 use super::walk::{bit_distance, classify_magic, Magic};
 use super::{Container, Problem, Sink};
 use crate::error::{Error, Result};
-use crate::format::tar::{self as ftar, Payload, BLOCK};
+use core::mem::offset_of;
+
+use crate::format::tar::{self as ftar, Payload, RawUstarHeader, BLOCK};
 use crate::io::{check_range, ReadAt};
 
-/// Bytes 257..265 of a ustar header: magic `ustar\0` and version `00`.
+/// A ustar header's `magic` and `version`: `ustar\0` and `00`.
 const USTAR: &[u8; 8] = b"ustar\x0000";
-/// The same bytes in a GNU header, which the reference does not accept (Q19).
+/// The same bytes in a GNU header, which the reference does not accept.
 const GNU: &[u8; 8] = b"ustar  \0";
 /// Extension headers (PAX, GNU long names) before the member, at most.
 const MAX_HEADERS: usize = 16;
@@ -38,19 +40,7 @@ pub(crate) fn is_tarish(r: &dyn ReadAt) -> Result<bool> {
         return Ok(true);
     }
     Ok(classify_magic(&b) == Magic::None
-        && (bit_distance(&b[257..265], USTAR) <= 2 || &b[257..265] == GNU))
-}
-
-/// Unsigned and signed byte sums with the checksum field read as spaces.
-fn sums(b: &[u8; 512]) -> (u64, i64) {
-    let mut u = 0u64;
-    let mut s = 0i64;
-    for (i, &x) in b.iter().enumerate() {
-        let x = if (148..156).contains(&i) { b' ' } else { x };
-        u += x as u64;
-        s += x as i8 as i64;
-    }
-    (u, s)
+        && (bit_distance(&b[ftar::magic_range()], USTAR) <= 2 || &b[ftar::magic_range()] == GNU))
 }
 
 fn printable(b: &[u8]) -> String {
@@ -121,23 +111,56 @@ fn problem(check: &'static str, message: impl Into<String>) -> Problem {
 /// # Errors
 /// I/O errors.
 pub(crate) fn check(file: &dyn ReadAt, sink: &mut Sink) -> Result<Option<Payload>> {
+    let Some((patched, pax)) = check_headers(file, sink)? else {
+        return Ok(None);
+    };
+    let Some(p) = locate_member(file, patched, sink)? else {
+        return Ok(None);
+    };
+    let reference_offset = if pax { 3 * BLOCK } else { BLOCK };
+    if p.offset != reference_offset {
+        sink.push(
+            problem(
+                "tar.layout",
+                "the member's data is not where the reference reader looks for it",
+            )
+            .at(p.offset)
+            .expected(reference_offset, p.offset),
+        );
+    }
+    if p.member != ftar::MEMBER_NAME {
+        sink.note(format!(
+            "the tar member is named {:?} (overlaybd writes \"{}\")",
+            p.member,
+            ftar::MEMBER_NAME
+        ));
+    }
+    check_tail(file, &p, sink)?;
+    Ok(Some(p))
+}
+
+/// Header blocks repaired in copies: `(offset, block)`.
+type Repairs = Vec<(u64, [u8; 512])>;
+
+/// What one header block leads to.
+enum Next {
+    /// An extension header (PAX, GNU long name) whose data ends at this offset.
+    Extension { next: u64, pax: bool },
+    /// The member's own header.
+    Member,
+    /// Too damaged to go on (the problem is in the sink).
+    Stop,
+}
+
+/// Checks the header blocks up to the member's, repairing damaged ones in
+/// copies. Returns the repaired blocks and whether a PAX header was seen,
+/// or `None` when the member cannot be reached.
+fn check_headers(file: &dyn ReadAt, sink: &mut Sink) -> Result<Option<(Repairs, bool)>> {
     let len = file.len();
     let mut patched: Vec<(u64, [u8; 512])> = Vec::new();
     let mut pos = 0u64;
     let mut pax = false;
-    let mut headers = 0;
-    loop {
-        headers += 1;
-        if headers > MAX_HEADERS {
-            sink.push(
-                problem(
-                    "tar.header",
-                    format!("more than {MAX_HEADERS} extension headers before the member"),
-                )
-                .at(pos),
-            );
-            return Ok(None);
-        }
+    for _ in 0..MAX_HEADERS {
         if pos + BLOCK > len {
             sink.push(
                 problem(
@@ -145,7 +168,7 @@ pub(crate) fn check(file: &dyn ReadAt, sink: &mut Sink) -> Result<Option<Payload
                     "the file ends inside the tar headers (truncated?)",
                 )
                 .at(pos)
-                .expect(
+                .expected(
                     format!("a header block at {pos:#x}"),
                     format!("{len} bytes"),
                 ),
@@ -164,131 +187,183 @@ pub(crate) fn check(file: &dyn ReadAt, sink: &mut Sink) -> Result<Option<Payload
             );
             return Ok(None);
         }
-        let mut fixed = b;
-        let magic = &b[257..265];
-        let kind = block_name(Header::from_byte_slice(&b).entry_type());
-        if magic == GNU {
-            sink.push(
-                problem(
-                    "tar.gnu",
-                    format!("{kind}: GNU tar format; the reference reader does not recognise it as tar (Q19)"),
-                )
-                .at(pos + 257)
-                .field("magic")
-                .expect(printable(USTAR), printable(magic)),
-            );
-            fixed[257..265].copy_from_slice(USTAR);
-        } else if magic != USTAR {
-            let i = magic
-                .iter()
-                .zip(USTAR)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            sink.push(
-                problem("tar.magic", format!("{kind}: bad ustar magic or version"))
-                    .at(pos + 257 + i as u64)
-                    .field(if i < 6 { "magic" } else { "version" })
-                    .expect(printable(USTAR), printable(magic)),
-            );
-            fixed[257..265].copy_from_slice(USTAR);
-        }
-        let (unsigned, signed) = sums(&b);
-        match Header::from_byte_slice(&b).cksum() {
-            Err(_) => sink.push(
-                problem(
-                    "tar.checksum",
-                    format!("{kind}: the checksum field is not an octal number"),
-                )
-                .at(pos + 148)
-                .field("chksum")
-                .expect(format!("{unsigned:o}"), printable(&b[148..156])),
-            ),
-            Ok(c) if c as u64 != unsigned && c as i64 != signed => sink.push(
-                problem(
-                    "tar.checksum",
-                    format!(
-                        "{kind}: header checksum mismatch: the 512-byte header block is damaged"
-                    ),
-                )
-                .at(pos)
-                .field("chksum")
-                .expect(unsigned, c),
-            ),
-            Ok(_) => {}
-        }
-        let mut h = Header::from_byte_slice(&fixed).clone();
-        h.set_cksum();
-        fixed = *h.as_bytes();
+        let fixed = check_block(&b, pos, sink);
         if fixed != b {
             patched.push((pos, fixed));
         }
-        let t = h.entry_type();
-        match t {
-            EntryType::XHeader
-            | EntryType::XGlobalHeader
-            | EntryType::GNULongName
-            | EntryType::GNULongLink => {
-                pax |= matches!(t, EntryType::XHeader | EntryType::XGlobalHeader);
-                let size = match h.entry_size() {
-                    Ok(s) if s <= MAX_EXTENSION => s,
-                    _ => {
-                        sink.push(
-                            problem("tar.header", format!("{kind}: unusable size field"))
-                                .at(pos + 124)
-                                .field("size")
-                                .found(printable(&b[124..136])),
-                        );
-                        return Ok(None);
-                    }
-                };
-                let data_end = pos + BLOCK + size;
-                let padded = data_end.div_ceil(BLOCK) * BLOCK;
-                if padded > len {
-                    sink.push(
-                        problem(
-                            "tar.truncated",
-                            format!("the file ends inside the {kind}'s data"),
-                        )
-                        .at(pos),
-                    );
-                    return Ok(None);
-                }
-                if let Some(at) = first_nonzero(file, data_end, padded)? {
-                    sink.push(
-                        problem(
-                            "tar.padding",
-                            format!("non-zero byte in the padding after the {kind}'s records"),
-                        )
-                        .at(at),
-                    );
-                }
-                pos = padded;
+        match next_header(file, &b, &fixed, pos, sink)? {
+            Next::Extension { next, pax: p } => {
+                pax |= p;
+                pos = next;
             }
-            EntryType::Regular | EntryType::Continuous => break,
-            other => {
-                sink.push(
-                    problem(
-                        "tar.member",
-                        format!("the first member is a {other:?} entry, not a regular file"),
-                    )
-                    .at(pos + 156)
-                    .field("typeflag"),
-                );
-                return Ok(None);
-            }
+            Next::Member => return Ok(Some((patched, pax))),
+            Next::Stop => return Ok(None),
         }
     }
-    // Parse with the reader's code, over the repaired header blocks (the
-    // end-of-archive blocks are checked below, problem by problem).
+    sink.push(
+        problem(
+            "tar.header",
+            format!("more than {MAX_HEADERS} extension headers before the member"),
+        )
+        .at(pos),
+    );
+    Ok(None)
+}
+
+/// Checks one header block's magic, version and checksum; returns the block
+/// repaired (ustar magic, right checksum).
+fn check_block(b: &[u8; 512], pos: u64, sink: &mut Sink) -> [u8; 512] {
+    let magic_at = ftar::magic_range();
+    let ck = ftar::chksum_range();
+    let mut fixed = *b;
+    let magic = &b[magic_at.clone()];
+    let kind = block_name(Header::from_byte_slice(b).entry_type());
+    if magic == GNU {
+        sink.push(
+            problem(
+                "tar.gnu",
+                format!(
+                    "{kind}: GNU tar format; the reference reader does not recognise it as tar"
+                ),
+            )
+            .at(pos + magic_at.start as u64)
+            .field("magic")
+            .expected(printable(USTAR), printable(magic)),
+        );
+        fixed[magic_at.clone()].copy_from_slice(USTAR);
+    } else if magic != USTAR {
+        let i = magic
+            .iter()
+            .zip(USTAR)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        let version_at = magic_at.start + offset_of!(RawUstarHeader, version)
+            - offset_of!(RawUstarHeader, magic);
+        sink.push(
+            problem("tar.magic", format!("{kind}: bad ustar magic or version"))
+                .at(pos + (magic_at.start + i) as u64)
+                .field(if magic_at.start + i < version_at {
+                    "magic"
+                } else {
+                    "version"
+                })
+                .expected(printable(USTAR), printable(magic)),
+        );
+        fixed[magic_at].copy_from_slice(USTAR);
+    }
+    let (unsigned, signed) = ftar::header_sums(b);
+    match Header::from_byte_slice(b).cksum() {
+        Err(_) => sink.push(
+            problem(
+                "tar.checksum",
+                format!("{kind}: the checksum field is not an octal number"),
+            )
+            .at(pos + ck.start as u64)
+            .field("chksum")
+            .expected(format!("{unsigned:o}"), printable(&b[ck])),
+        ),
+        Ok(c) if c as u64 != unsigned && c as i64 != signed => sink.push(
+            problem(
+                "tar.checksum",
+                format!("{kind}: header checksum mismatch: the 512-byte header block is damaged"),
+            )
+            .at(pos)
+            .field("chksum")
+            .expected(unsigned, c),
+        ),
+        Ok(_) => {}
+    }
+    let mut h = Header::from_byte_slice(&fixed).clone();
+    h.set_cksum();
+    *h.as_bytes()
+}
+
+/// Where the header block at `pos` (as stored: `b`; repaired: `fixed`) leads.
+fn next_header(
+    file: &dyn ReadAt,
+    b: &[u8; 512],
+    fixed: &[u8; 512],
+    pos: u64,
+    sink: &mut Sink,
+) -> Result<Next> {
+    let h = Header::from_byte_slice(fixed);
+    let kind = block_name(h.entry_type());
+    let t = h.entry_type();
+    match t {
+        EntryType::XHeader
+        | EntryType::XGlobalHeader
+        | EntryType::GNULongName
+        | EntryType::GNULongLink => {
+            let size = match h.entry_size() {
+                Ok(s) if s <= MAX_EXTENSION => s,
+                _ => {
+                    let size_at = offset_of!(RawUstarHeader, size);
+                    sink.push(
+                        problem("tar.header", format!("{kind}: unusable size field"))
+                            .at(pos + size_at as u64)
+                            .field("size")
+                            .found(printable(&b[size_at..size_at + 12])),
+                    );
+                    return Ok(Next::Stop);
+                }
+            };
+            let data_end = pos + BLOCK + size;
+            let padded = data_end.div_ceil(BLOCK) * BLOCK;
+            if padded > file.len() {
+                sink.push(
+                    problem(
+                        "tar.truncated",
+                        format!("the file ends inside the {kind}'s data"),
+                    )
+                    .at(pos),
+                );
+                return Ok(Next::Stop);
+            }
+            if let Some(at) = first_nonzero(file, data_end, padded)? {
+                sink.push(
+                    problem(
+                        "tar.padding",
+                        format!("non-zero byte in the padding after the {kind}'s records"),
+                    )
+                    .at(at),
+                );
+            }
+            Ok(Next::Extension {
+                next: padded,
+                pax: matches!(t, EntryType::XHeader | EntryType::XGlobalHeader),
+            })
+        }
+        EntryType::Regular | EntryType::Continuous => Ok(Next::Member),
+        other => {
+            sink.push(
+                problem(
+                    "tar.member",
+                    format!("the first member is a {other:?} entry, not a regular file"),
+                )
+                .at(pos + offset_of!(RawUstarHeader, typeflag) as u64)
+                .field("typeflag"),
+            );
+            Ok(Next::Stop)
+        }
+    }
+}
+
+/// Parses the archive with the reader's code, over the repaired header
+/// blocks (the end-of-archive blocks are checked by [`check_tail`]).
+fn locate_member(
+    file: &dyn ReadAt,
+    patched: Vec<(u64, [u8; 512])>,
+    sink: &mut Sink,
+) -> Result<Option<Payload>> {
     let over = Patched {
         inner: file,
         blocks: patched,
     };
-    let p = match ftar::locate(&over) {
-        Ok(Some(p)) => p,
+    match ftar::locate(&over) {
+        Ok(Some(p)) => Ok(Some(p)),
         Ok(None) => {
             sink.push(problem("tar.header", "the archive is not recognised as tar").at(0));
-            return Ok(None);
+            Ok(None)
         }
         Err(Error::Corrupt { offset, detail, .. }) => {
             let check = if detail.contains("past the end") {
@@ -297,28 +372,16 @@ pub(crate) fn check(file: &dyn ReadAt, sink: &mut Sink) -> Result<Option<Payload
                 "tar.header"
             };
             sink.push(problem(check, detail).at(offset));
-            return Ok(None);
+            Ok(None)
         }
-        Err(e) => return Err(e),
-    };
-    let reference_offset = if pax { 3 * BLOCK } else { BLOCK };
-    if p.offset != reference_offset {
-        sink.push(
-            problem(
-                "tar.layout",
-                "the member's data is not where the reference reader looks for it (Q18)",
-            )
-            .at(p.offset)
-            .expect(reference_offset, p.offset),
-        );
+        Err(e) => Err(e),
     }
-    if p.member != "overlaybd.commit" {
-        sink.note(format!(
-            "the tar member is named {:?} (overlaybd writes \"overlaybd.commit\")",
-            p.member
-        ));
-    }
-    // After the member: zero padding, then two (or more) zero blocks, nothing else.
+}
+
+/// After the member: zero padding, then two (or more) zero blocks, nothing
+/// else.
+fn check_tail(file: &dyn ReadAt, p: &Payload, sink: &mut Sink) -> Result<()> {
+    let len = file.len();
     let end = p.offset + p.size;
     let padded = end.div_ceil(BLOCK) * BLOCK;
     if let Some(at) = first_nonzero(file, end, padded.min(len))? {
@@ -337,45 +400,45 @@ pub(crate) fn check(file: &dyn ReadAt, sink: &mut Sink) -> Result<Option<Payload
                 "the file ends inside the member's padding (truncated?)",
             )
             .at(len)
-            .expect(
+            .expected(
                 format!("{} bytes", padded + 2 * BLOCK),
                 format!("{len} bytes"),
             ),
         );
-    } else {
-        let tail = len - padded;
-        if let Some(at) = first_nonzero(file, padded, len)? {
-            sink.push(
-                problem(
-                    "tar.trailer",
-                    "non-zero bytes after the member: a second member, or garbage (is the member size right?)",
-                )
-                .at(at),
-            );
-        }
-        if tail < 2 * BLOCK {
-            sink.push(
-                problem(
-                    "tar.truncated",
-                    "the two 512-byte zero blocks that end a tar archive are missing (truncated?)",
-                )
-                .at(padded)
-                .expect(
-                    format!("{} bytes", padded + 2 * BLOCK),
-                    format!("{len} bytes"),
-                ),
-            );
-        } else if tail % BLOCK != 0 {
-            sink.push(
-                problem(
-                    "tar.trailer",
-                    "the archive is not a whole number of 512-byte blocks",
-                )
-                .at(len - tail % BLOCK),
-            );
-        }
+        return Ok(());
     }
-    Ok(Some(p))
+    let tail = len - padded;
+    if let Some(at) = first_nonzero(file, padded, len)? {
+        sink.push(
+            problem(
+                "tar.trailer",
+                "non-zero bytes after the member: a second member, or garbage (is the member size right?)",
+            )
+            .at(at),
+        );
+    }
+    if tail < 2 * BLOCK {
+        sink.push(
+            problem(
+                "tar.truncated",
+                "the two 512-byte zero blocks that end a tar archive are missing (truncated?)",
+            )
+            .at(padded)
+            .expected(
+                format!("{} bytes", padded + 2 * BLOCK),
+                format!("{len} bytes"),
+            ),
+        );
+    } else if tail % BLOCK != 0 {
+        sink.push(
+            problem(
+                "tar.trailer",
+                "the archive is not a whole number of 512-byte blocks",
+            )
+            .at(len - tail % BLOCK),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::format::lsmt::raw::{self as lraw, HEADER_SPACE as LSMT_SPACE};
 use crate::format::lsmt::Header;
 use crate::format::zfile::raw as zraw;
-use crate::io::{FileAt, ReadAt};
+use crate::io::FileAt;
+use crate::io::ReadAt;
 
 /// Which magic a view starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,41 +275,7 @@ fn probe_path(p: &Path) -> std::result::Result<(u64, Probe), String> {
 /// # Errors
 /// A path that does not exist or cannot be read: verify cannot run.
 pub fn plan(paths: &[PathBuf]) -> Result<Vec<Job>> {
-    let mut found: Vec<(PathBuf, bool)> = Vec::new();
-    let mut errors: Vec<Job> = Vec::new();
-    for p in paths {
-        let meta = std::fs::metadata(p).map_err(|e| Error::io("path", 0, e))?;
-        if meta.is_dir() {
-            let walk = walkdir::WalkDir::new(p)
-                .min_depth(1)
-                .sort_by_file_name()
-                .into_iter();
-            for entry in walk {
-                let entry = match entry {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| p.clone());
-                        errors.push(Job::Error {
-                            path,
-                            reason: e.to_string(),
-                        });
-                        continue;
-                    }
-                };
-                let ft = entry.file_type();
-                let is_file = ft.is_file()
-                    || (ft.is_symlink()
-                        && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()));
-                if is_file {
-                    found.push((entry.path().to_path_buf(), false));
-                }
-            }
-        } else {
-            // Fail now, before any work, when an explicit file cannot be read.
-            std::fs::File::open(p).map_err(Error::open)?;
-            found.push((p.clone(), true));
-        }
-    }
+    let (mut found, errors) = collect_files(paths)?;
     let mut seen = std::collections::HashSet::new();
     found.retain(|(p, _)| seen.insert(p.clone()));
     let files: Vec<Found> = found
@@ -323,7 +290,75 @@ pub fn plan(paths: &[PathBuf]) -> Result<Vec<Job>> {
             }
         })
         .collect();
-    // Pair writable data files with index files.
+    let pairs = pair_writable(&files);
+    let mut out: Vec<Job> = (0..files.len())
+        .filter(|&i| !pairs.used[i])
+        .map(|i| job_for(i, &files, &pairs))
+        .collect();
+    out.extend(errors);
+    Ok(out)
+}
+
+/// A file to check and whether the user named it.
+type Named = (PathBuf, bool);
+
+/// The files `paths` name (directories walked in file-name order), each
+/// with whether it was named explicitly; unreadable directory entries as
+/// error jobs.
+fn collect_files(paths: &[PathBuf]) -> Result<(Vec<Named>, Vec<Job>)> {
+    let mut found: Vec<Named> = Vec::new();
+    let mut errors: Vec<Job> = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| Error::io("path", 0, e))?;
+        if !meta.is_dir() {
+            // Fail now, before any work, when an explicit file cannot be read.
+            std::fs::File::open(p).map_err(Error::open)?;
+            found.push((p.clone(), true));
+            continue;
+        }
+        let walk = walkdir::WalkDir::new(p)
+            .min_depth(1)
+            .sort_by_file_name()
+            .into_iter();
+        for entry in walk {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| p.clone());
+                    errors.push(Job::Error {
+                        path,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let ft = entry.file_type();
+            let is_file = ft.is_file()
+                || (ft.is_symlink() && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()));
+            if is_file {
+                found.push((entry.path().to_path_buf(), false));
+            }
+        }
+    }
+    Ok((found, errors))
+}
+
+/// How the writable layers' data and index files among `files` pair up.
+struct Pairs {
+    /// The index file found for data file `i` among `files`.
+    partner: Vec<Option<usize>>,
+    /// Index files taken by a data file.
+    used: Vec<bool>,
+    /// Data file `i`'s index file, found next to it but not among `files`.
+    extra: Vec<(usize, PathBuf)>,
+    /// Index file `j`'s data file, found next to it but not among `files`.
+    data_for: Vec<(usize, PathBuf)>,
+}
+
+/// Pairs writable data files with index files (same directory and uuid,
+/// the sibling name first), and explicitly named halves with the other half
+/// next to them.
+fn pair_writable(files: &[Found]) -> Pairs {
     let mut partner: Vec<Option<usize>> = vec![None; files.len()];
     let mut used = vec![false; files.len()];
     let mut extra: Vec<(usize, PathBuf)> = Vec::new();
@@ -378,47 +413,48 @@ pub fn plan(paths: &[PathBuf]) -> Result<Vec<Job>> {
             }
         }
     }
-    let sibling_of = |i: usize| extra.iter().find(|e| e.0 == i).map(|e| e.1.clone());
-    let mut out = Vec::with_capacity(files.len() + errors.len());
-    for (i, f) in files.iter().enumerate() {
-        if used[i] {
-            continue;
-        }
-        let job = if let Some(data) = data_for.iter().find(|e| e.0 == i).map(|e| e.1.clone()) {
-            Job::Pair {
-                data,
-                index: f.path.clone(),
-            }
-        } else if let Some(j) = partner[i] {
-            Job::Pair {
-                data: f.path.clone(),
-                index: files[j].path.clone(),
-            }
-        } else if let Some(index) = sibling_of(i) {
-            Job::Pair {
-                data: f.path.clone(),
-                index,
-            }
-        } else {
-            match &f.probe {
-                Err(e) => Job::Error {
-                    path: f.path.clone(),
-                    reason: e.clone(),
-                },
-                Ok(Probe::NotLayer(reason)) if !f.explicit && !layer_like_name(&f.path) => {
-                    Job::Skip {
-                        path: f.path.clone(),
-                        size: f.size,
-                        reason: reason.clone(),
-                    }
-                }
-                Ok(_) => Job::Blob(f.path.clone()),
-            }
-        };
-        out.push(job);
+    Pairs {
+        partner,
+        used,
+        extra,
+        data_for,
     }
-    out.extend(errors);
-    Ok(out)
+}
+
+/// The job for file `i` (not an index file taken by a data file).
+fn job_for(i: usize, files: &[Found], pairs: &Pairs) -> Job {
+    let f = &files[i];
+    let found = |v: &[(usize, PathBuf)]| v.iter().find(|e| e.0 == i).map(|e| e.1.clone());
+    if let Some(data) = found(&pairs.data_for) {
+        return Job::Pair {
+            data,
+            index: f.path.clone(),
+        };
+    }
+    if let Some(j) = pairs.partner[i] {
+        return Job::Pair {
+            data: f.path.clone(),
+            index: files[j].path.clone(),
+        };
+    }
+    if let Some(index) = found(&pairs.extra) {
+        return Job::Pair {
+            data: f.path.clone(),
+            index,
+        };
+    }
+    match &f.probe {
+        Err(e) => Job::Error {
+            path: f.path.clone(),
+            reason: e.clone(),
+        },
+        Ok(Probe::NotLayer(reason)) if !f.explicit && !layer_like_name(&f.path) => Job::Skip {
+            path: f.path.clone(),
+            size: f.size,
+            reason: reason.clone(),
+        },
+        Ok(_) => Job::Blob(f.path.clone()),
+    }
 }
 
 #[cfg(test)]

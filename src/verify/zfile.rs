@@ -15,43 +15,52 @@ use super::crc::{self, Flip};
 use super::stream::UnitCheck;
 use super::walk::{bit_distance, zfile_magic, MAGIC_TOLERANCE};
 use super::{Container, Problem, Sink, MAX_PROBLEMS};
-use crate::checksum::{crc32c, crc32c_salt};
 use crate::error::{Error, Result};
+use crate::format::checksum::{crc32c, crc32c_salt};
 use crate::format::zfile::raw::*;
 use crate::format::zfile::{decompress_block, flag_names, Algorithm, Record};
 use crate::io::ReadAt;
 
-/// Fields of the 512-byte record: (offset, length, name).
-const FIELDS: &[(usize, usize, &str)] = &[
-    (0, 8, "magic0"),
-    (8, 16, "magic1"),
-    (24, 4, "size"),
-    (28, 4, "digest"),
-    (32, 8, "flags"),
-    (40, 8, "index_offset"),
-    (48, 8, "index_size"),
-    (56, 8, "original_file_size"),
-    (64, 4, "index_crc"),
-    (68, 4, "reserved_0"),
-    (72, 4, "block_size"),
-    (76, 1, "algo"),
-    (77, 1, "level"),
-    (78, 1, "use_dict"),
-    (79, 1, "padding"),
-    (80, 4, "reserved_1"),
-    (84, 4, "dict_size"),
-    (88, 1, "verify"),
-    (89, 7, "padding"),
-    (96, 416, "unused"),
+/// Byte offset of a field of [`RawHeader`].
+macro_rules! off {
+    ($field:ident) => {
+        core::mem::offset_of!(RawHeader, $field)
+    };
+}
+
+/// The fields of [`RawHeader`] in order: offset and name (padding fields as
+/// `padding`); each runs to the next one's offset.
+const FIELDS: [(usize, &str); 19] = [
+    (off!(magic0), "magic0"),
+    (off!(magic1), "magic1"),
+    (off!(size), "size"),
+    (off!(digest), "digest"),
+    (off!(flags), "flags"),
+    (off!(index_offset), "index_offset"),
+    (off!(index_size), "index_size"),
+    (off!(original_file_size), "original_file_size"),
+    (off!(index_crc), "index_crc"),
+    (off!(reserved_0), "reserved_0"),
+    (off!(block_size), "block_size"),
+    (off!(algo), "algo"),
+    (off!(level), "level"),
+    (off!(use_dict), "use_dict"),
+    (off!(_pad0), "padding"),
+    (off!(reserved_1), "reserved_1"),
+    (off!(dict_size), "dict_size"),
+    (off!(verify), "verify"),
+    (off!(_pad1), "padding"),
 ];
 
 /// The field holding byte `byte` of a record, and its range.
 pub fn field_at(byte: usize) -> (&'static str, std::ops::Range<usize>) {
-    FIELDS
-        .iter()
-        .find(|f| f.0 <= byte && byte < f.0 + f.1)
-        .map(|f| (f.2, f.0..f.0 + f.1))
-        .unwrap_or(("unused", 96..512))
+    let end = HEADER_STRUCT_SIZE as usize;
+    if byte >= end {
+        return ("unused", end..HEADER_SPACE as usize);
+    }
+    let i = FIELDS.iter().rposition(|f| f.0 <= byte).unwrap_or(0);
+    let next = FIELDS.get(i + 1).map_or(end, |f| f.0);
+    (FIELDS[i].1, FIELDS[i].0..next)
 }
 
 fn field_value(bytes: &[u8], r: std::ops::Range<usize>) -> String {
@@ -150,21 +159,21 @@ fn read_record(
             problem("zfile.magic", format!("{which}: bad magic"))
                 .at(at + i as u64)
                 .field(format!("{which}.{name}"))
-                .expect(field_value(&magic, r.clone()), field_value(&b, r)),
+                .expected(field_value(&magic, r.clone()), field_value(&b, r)),
         );
         b[..24].copy_from_slice(&magic);
     }
     let mut rec = parse(&b, which, at)?;
     if rec.has_digest() {
         if rec.digest != rec.computed_digest {
-            let p = problem("zfile.digest", format!("{which}: digest mismatch")).expect(
+            let p = problem("zfile.digest", format!("{which}: digest mismatch")).expected(
                 format!("{:#010x}", rec.computed_digest),
                 format!("{:#010x}", rec.digest),
             );
             match crc::locate(512, rec.digest, rec.computed_digest) {
                 Some(Flip::Stored { bit }) => sink.push(
                     p.and("; the stored digest itself has one flipped bit")
-                        .at(at + 28 + bit as u64 / 8)
+                        .at(at + off!(digest) as u64 + bit as u64 / 8)
                         .field(format!("{which}.digest")),
                 ),
                 Some(Flip::Data { byte, bit }) => {
@@ -182,12 +191,12 @@ fn read_record(
                         )
                         .at(at + byte as u64)
                         .field(format!("{which}.{name}"))
-                        .expect(after, before),
+                        .expected(after, before),
                     );
                 }
                 None => sink.push(
                     p.and(": the record is damaged in more than one bit")
-                        .at(at + 28)
+                        .at(at + off!(digest) as u64)
                         .field(format!("{which}.digest")),
                 ),
             }
@@ -195,7 +204,7 @@ fn read_record(
     } else if rec.digest != 0 {
         // A valid digest with the digest flag clear: the flag bit flipped.
         let mut t = b;
-        t[32] |= FLAG_DIGEST as u8;
+        t[off!(flags)] |= FLAG_DIGEST as u8;
         let trial = parse(&t, which, at)?;
         if trial.digest == trial.computed_digest {
             sink.push(
@@ -203,9 +212,9 @@ fn read_record(
                     "zfile.flags",
                     format!("{which}: the digest flag is clear but the record carries a valid digest (flag bit 4 flipped)"),
                 )
-                .at(at + 32)
+                .at(at + off!(flags) as u64)
                 .field(format!("{which}.flags"))
-                .expect(format!("{:#x}", trial.flags), format!("{:#x}", rec.flags)),
+                .expected(format!("{:#x}", trial.flags), format!("{:#x}", rec.flags)),
             );
             b = t;
             rec = trial;
@@ -215,9 +224,9 @@ fn read_record(
                     "zfile.digest",
                     format!("{which}: the digest field is set but the digest flag is clear"),
                 )
-                .at(at + 28)
+                .at(at + off!(digest) as u64)
                 .field(format!("{which}.digest"))
-                .expect(0, format!("{:#010x}", rec.digest)),
+                .expected(0, format!("{:#010x}", rec.digest)),
             );
         }
     }
@@ -239,9 +248,9 @@ fn check_fields(r: &Rec, sink: &mut Sink) {
     if raw.size.get() != HEADER_STRUCT_SIZE {
         sink.push(
             problem("zfile.field", format!("{}: wrong size field", r.which))
-                .at(r.at + 24)
+                .at(r.at + off!(size) as u64)
                 .field(r.field("size"))
-                .expect(HEADER_STRUCT_SIZE, raw.size.get()),
+                .expected(HEADER_STRUCT_SIZE, raw.size.get()),
         );
     }
     let f = rec.flags;
@@ -266,9 +275,9 @@ fn check_fields(r: &Rec, sink: &mut Sink) {
                     flag_names(want).join(",")
                 ),
             )
-            .at(r.at + 32)
+            .at(r.at + off!(flags) as u64)
             .field(r.field("flags"))
-            .expect(format!("{want:#x}"), format!("{f:#x}")),
+            .expected(format!("{want:#x}"), format!("{f:#x}")),
         );
     }
     for (name, range) in [
@@ -288,7 +297,7 @@ fn check_fields(r: &Rec, sink: &mut Sink) {
                 )
                 .at(r.at + at as u64)
                 .field(r.field(name))
-                .expect(0, r.bytes[at]),
+                .expected(0, r.bytes[at]),
             );
         }
     }
@@ -307,7 +316,7 @@ fn check_fields(r: &Rec, sink: &mut Sink) {
                     )
                     .at(r.at + range.start as u64)
                     .field(r.field(name))
-                    .expect(0, v),
+                    .expected(0, v),
                 );
             }
         }
@@ -320,9 +329,9 @@ fn check_fields(r: &Rec, sink: &mut Sink) {
         };
         sink.push(
             problem("zfile.field", format!("{}: {what}", r.which))
-                .at(r.at + 76)
+                .at(r.at + off!(algo) as u64)
                 .field(r.field("algo"))
-                .expect("1 (lz4) or 2 (zstd)", rec.algo),
+                .expected("1 (lz4) or 2 (zstd)", rec.algo),
         );
     }
     let bs = rec.block_size;
@@ -335,9 +344,9 @@ fn check_fields(r: &Rec, sink: &mut Sink) {
                     r.which
                 ),
             )
-            .at(r.at + 72)
+            .at(r.at + off!(block_size) as u64)
             .field(r.field("block_size"))
-            .expect("4096..=65536", bs),
+            .expected("4096..=65536", bs),
         );
     }
     if rec.verify > 1 {
@@ -346,9 +355,9 @@ fn check_fields(r: &Rec, sink: &mut Sink) {
                 "zfile.field",
                 format!("{}: verify is neither 0 nor 1", r.which),
             )
-            .at(r.at + 88)
+            .at(r.at + off!(verify) as u64)
             .field(r.field("verify"))
-            .expect("0 or 1", rec.verify),
+            .expected("0 or 1", rec.verify),
         );
     }
     for (name, at, value) in [
@@ -359,11 +368,11 @@ fn check_fields(r: &Rec, sink: &mut Sink) {
             sink.push(
                 problem(
                     "zfile.field",
-                    format!("{}: dictionaries are not supported (Q12)", r.which),
+                    format!("{}: dictionaries are not supported", r.which),
                 )
                 .at(r.at + at)
                 .field(r.field(name))
-                .expect(0, value),
+                .expected(0, value),
             );
         }
     }
@@ -391,7 +400,7 @@ fn check_agreement(h: &Rec, t: &Rec, sink: &mut Sink) {
                     format!("header.{name} and trailer.{name} differ"),
                 )
                 .field(name)
-                .expect(
+                .expected(
                     format!("{} (header)", field_value(&h.bytes, r.clone())),
                     format!("{} (trailer)", field_value(&t.bytes, r)),
                 ),
@@ -405,7 +414,7 @@ fn check_agreement(h: &Rec, t: &Rec, sink: &mut Sink) {
                 "the digest flag is set in only one of header and trailer",
             )
             .field("flags")
-            .expect(
+            .expected(
                 format!("{:#x} (header)", h.rec.flags),
                 format!("{:#x} (trailer)", t.rec.flags),
             ),
@@ -455,7 +464,7 @@ pub(crate) fn check_meta(view: &dyn ReadAt, base: u64, sink: &mut Sink) -> Resul
                 "the ZFile is shorter than its 512-byte header (truncated?)",
             )
             .at(base + len)
-            .expect(">= 1024 bytes", format!("{len} bytes")),
+            .expected(">= 1024 bytes", format!("{len} bytes")),
         );
         return Ok(None);
     }
@@ -490,7 +499,7 @@ pub(crate) fn check_meta(view: &dyn ReadAt, base: u64, sink: &mut Sink) -> Resul
                         ),
                     )
                     .at(base + p + HEADER_SPACE)
-                    .expect(format!("{} bytes", p + HEADER_SPACE), format!("{len} bytes")),
+                    .expected(format!("{} bytes", p + HEADER_SPACE), format!("{len} bytes")),
                 );
                 trailer_pos = p;
                 trailer = read_record(view, p, base, "trailer", sink)?;
@@ -548,194 +557,40 @@ fn plan_blocks(
     }
     let has_crc = rec.verify == 1;
     let n = rec.index_size;
-    let expected_n = rec.original_file_size.div_ceil(bs);
-    if n != expected_n {
-        sink.push(
-            problem(
-                "zfile.block_count",
-                format!(
-                    "{}: {n} blocks in the jump table, but {} bytes in {bs}-byte blocks need {expected_n} (Q11)",
-                    layout.which, rec.original_file_size
-                ),
-            )
-            .at(layout.at + 48)
-            .field(layout.field("index_size"))
-            .expect(expected_n, n),
-        );
-    }
-    if n > MAX_INDEX_ENTRIES {
-        sink.push(
-            problem(
-                "zfile.jump_table",
-                "jump table larger than any reader accepts",
-            )
-            .at(layout.at + 48)
-            .field(layout.field("index_size"))
-            .expect(format!("<= {MAX_INDEX_ENTRIES}"), n),
-        );
-        return Ok(None);
-    }
     let data_start = HEADER_SPACE + rec.dict_size as u64;
     let io = rec.index_offset;
     let table_len = n * 4;
-    let table_end = io.checked_add(table_len);
-    match table_end {
-        Some(te) if io >= data_start && te <= trailer_pos => {
-            if te != trailer_pos {
-                sink.push(
-                    problem(
-                        "zfile.trailer_position",
-                        format!(
-                            "{} bytes between the jump table and the trailer (index_offset or index_size is wrong)",
-                            trailer_pos - te
-                        ),
-                    )
-                    .at(layout.at + 40)
-                    .field(layout.field("index_offset"))
-                    .expect(trailer_pos - table_len, io),
-                );
-            }
-        }
-        _ => {
-            sink.push(
-                problem(
-                    "zfile.trailer_position",
-                    format!(
-                        "a jump table of {n} entries at {io:#x} does not fit between the header and the trailer at {:#x}",
-                        base + trailer_pos
-                    ),
-                )
-                .at(layout.at + 40)
-                .field(layout.field("index_offset"))
-                .expect(trailer_pos.saturating_sub(table_len), io),
-            );
-            return Ok(None);
-        }
+    if !check_table_position(layout, base, data_start, trailer_pos, sink) {
+        return Ok(None);
     }
     let mut table = vec![0u8; table_len as usize];
     view.read_exact_at(&mut table, io)?;
     let entry_at = |k: u64| base + io + 4 * k;
     if rec.has_digest() {
-        let computed = crc32c(&table);
-        if computed != rec.index_crc {
-            let p = problem("zfile.jump_table.crc", "index_crc mismatch").expect(
-                format!("{:#010x}", rec.index_crc),
-                format!("{computed:#010x}"),
-            );
-            match crc::locate(table.len(), rec.index_crc, computed) {
-                Some(Flip::Data { byte, bit }) => {
-                    let k = (byte / 4) as u64;
-                    let old = u32::from_le_bytes(
-                        table[byte & !3..(byte & !3) + 4]
-                            .try_into()
-                            .unwrap_or_default(),
-                    );
-                    table[byte] ^= 1 << bit;
-                    let new = u32::from_le_bytes(
-                        table[byte & !3..(byte & !3) + 4]
-                            .try_into()
-                            .unwrap_or_default(),
-                    );
-                    sink.push(
-                        problem(
-                            "zfile.jump_table.crc",
-                            format!("index_crc mismatch; one flipped bit in jump-table entry {k} (block {k}'s length) explains it"),
-                        )
-                        .entry(k)
-                        .at(base + io + byte as u64)
-                        .field("jump_table")
-                        .expect(new, old),
-                    );
-                }
-                Some(Flip::Stored { bit }) => sink.push(
-                    p.and("; the stored index_crc has one flipped bit")
-                        .at(layout.at + 64 + bit as u64 / 8)
-                        .field(layout.field("index_crc")),
-                ),
-                None => sink.push(
-                    p.and(": the jump table is damaged in more than one bit")
-                        .at(base + io)
-                        .field("jump_table"),
-                ),
-            }
-        }
+        check_table_crc(&mut table, layout, base + io, sink);
     }
     let crc_len = if has_crc { CRC_SIZE } else { 0 };
-    let min = crc_len + 1;
-    let max = bs + MAX_BLOCK_OVERHEAD + crc_len;
+    let (min, max) = (crc_len + 1, bs + MAX_BLOCK_OVERHEAD + crc_len);
     let mut lens: Vec<u64> = table
         .chunks_exact(4)
         .map(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as u64)
         .collect();
-    let mut oversized = 0u64;
-    for (k, &l) in lens.iter().enumerate() {
-        let k = k as u64;
-        if l < min || l > max {
-            sink.push(
-                problem(
-                    "zfile.jump_table.entry",
-                    format!("block {k} is {l} bytes on disk, outside what a {bs}-byte block compresses to"),
-                )
-                .entry(k)
-                .at(entry_at(k))
-                .field("jump_table")
-                .expect(format!("{min}..={max}"), l),
-            );
-        }
-        if l.saturating_sub(crc_len) > MAX_BLOCK_SIZE as u64 {
-            oversized += 1;
-        }
-    }
-    if oversized > 0 {
-        sink.note(format!(
-            "{oversized} blocks are larger than 64 KiB compressed: overlaybd's reader (at 063821fc) cannot read them (Q8); obd can"
-        ));
-    }
-    let data_len = io - data_start;
-    let sum: u64 = lens.iter().sum();
-    if sum != data_len && !lens.is_empty() {
-        sink.push(
-            problem(
-                "zfile.jump_table.sum",
-                "the block lengths in the jump table do not add up to the data section",
-            )
-            .at(base + io)
-            .field("jump_table")
-            .expect(data_len, sum),
-        );
-        let plan0 = Plan {
-            bounds: Vec::new(),
-            algo,
-            block_size: bs,
-            original: rec.original_file_size,
-            has_crc,
-        };
-        match localize(view, &plan0, data_start, io, &lens, min, max)? {
-            Some((k, span)) => {
-                sink.push(
-                    problem(
-                        "zfile.jump_table.entry",
-                        format!("jump-table entry {k} is wrong: the blocks before and after it line up only if block {k} is {span} bytes (and then it checks out)"),
-                    )
-                    .entry(k as u64)
-                    .at(entry_at(k as u64))
-                    .field("jump_table")
-                    .expect(span, lens[k]),
-                );
-                lens[k] = span;
-            }
-            None => sink.note("the damaged jump-table entries could not be located; blocks past the first damaged one may be misreported"),
-        }
-    } else if sum != data_len {
-        sink.push(
-            problem(
-                "zfile.jump_table.sum",
-                "no blocks, but a non-empty data section",
-            )
-            .at(base + data_start)
-            .expect(0, data_len),
-        );
-    }
+    check_entries(&lens, bs, crc_len, entry_at, sink);
+    let table_at = TableAt {
+        base,
+        data_start,
+        io,
+        min,
+        max,
+    };
+    let plan0 = Plan {
+        bounds: Vec::new(),
+        algo,
+        block_size: bs,
+        original: rec.original_file_size,
+        has_crc,
+    };
+    check_table_sum(view, &plan0, &table_at, &mut lens, sink)?;
     let mut bounds = Vec::with_capacity(lens.len() + 1);
     let mut pos = data_start;
     bounds.push(base + pos);
@@ -759,6 +614,233 @@ fn plan_blocks(
         original: rec.original_file_size,
         has_crc,
     }))
+}
+
+/// Checks the block count and where the jump table lies (between the data
+/// section and the trailer, ending at the trailer). False when the table
+/// cannot be read at all.
+fn check_table_position(
+    layout: &Rec,
+    base: u64,
+    data_start: u64,
+    trailer_pos: u64,
+    sink: &mut Sink,
+) -> bool {
+    let rec = &layout.rec;
+    let bs = rec.block_size as u64;
+    let n = rec.index_size;
+    let expected_n = rec.original_file_size.div_ceil(bs);
+    if n != expected_n {
+        sink.push(
+            problem(
+                "zfile.block_count",
+                format!(
+                    "{}: {n} blocks in the jump table, but {} bytes in {bs}-byte blocks need {expected_n}",
+                    layout.which, rec.original_file_size
+                ),
+            )
+            .at(layout.at + off!(index_size) as u64)
+            .field(layout.field("index_size"))
+            .expected(expected_n, n),
+        );
+    }
+    if n > MAX_INDEX_ENTRIES {
+        sink.push(
+            problem(
+                "zfile.jump_table",
+                "jump table larger than any reader accepts",
+            )
+            .at(layout.at + off!(index_size) as u64)
+            .field(layout.field("index_size"))
+            .expected(format!("<= {MAX_INDEX_ENTRIES}"), n),
+        );
+        return false;
+    }
+    let io = rec.index_offset;
+    let table_len = n * 4;
+    let table_end = io.checked_add(table_len);
+    match table_end {
+        Some(te) if io >= data_start && te <= trailer_pos => {
+            if te != trailer_pos {
+                sink.push(
+                    problem(
+                        "zfile.trailer_position",
+                        format!(
+                            "{} bytes between the jump table and the trailer (index_offset or index_size is wrong)",
+                            trailer_pos - te
+                        ),
+                    )
+                    .at(layout.at + off!(index_offset) as u64)
+                    .field(layout.field("index_offset"))
+                    .expected(trailer_pos - table_len, io),
+                );
+            }
+        }
+        _ => {
+            sink.push(
+                problem(
+                    "zfile.trailer_position",
+                    format!(
+                        "a jump table of {n} entries at {io:#x} does not fit between the header and the trailer at {:#x}",
+                        base + trailer_pos
+                    ),
+                )
+                .at(layout.at + off!(index_offset) as u64)
+                .field(layout.field("index_offset"))
+                .expected(trailer_pos.saturating_sub(table_len), io),
+            );
+            return false;
+        }
+    }
+    true
+}
+
+/// Checks the jump table against `index_crc`; a one-bit flip in an entry
+/// is located, reported, and repaired in `table`.
+fn check_table_crc(table: &mut [u8], layout: &Rec, table_at: u64, sink: &mut Sink) {
+    let rec = &layout.rec;
+    let computed = crc32c(table);
+    if computed == rec.index_crc {
+        return;
+    }
+    let p = problem("zfile.jump_table.crc", "index_crc mismatch").expected(
+        format!("{:#010x}", rec.index_crc),
+        format!("{computed:#010x}"),
+    );
+    let word = |t: &[u8], byte: usize| {
+        u32::from_le_bytes(t[byte & !3..(byte & !3) + 4].try_into().unwrap_or_default())
+    };
+    match crc::locate(table.len(), rec.index_crc, computed) {
+        Some(Flip::Data { byte, bit }) => {
+            let k = (byte / 4) as u64;
+            let old = word(table, byte);
+            table[byte] ^= 1 << bit;
+            let new = word(table, byte);
+            sink.push(
+                problem(
+                    "zfile.jump_table.crc",
+                    format!("index_crc mismatch; one flipped bit in jump-table entry {k} (block {k}'s length) explains it"),
+                )
+                .entry(k)
+                .at(table_at + byte as u64)
+                .field("jump_table")
+                .expected(new, old),
+            );
+        }
+        Some(Flip::Stored { bit }) => sink.push(
+            p.and("; the stored index_crc has one flipped bit")
+                .at(layout.at + off!(index_crc) as u64 + bit as u64 / 8)
+                .field(layout.field("index_crc")),
+        ),
+        None => sink.push(
+            p.and(": the jump table is damaged in more than one bit")
+                .at(table_at)
+                .field("jump_table"),
+        ),
+    }
+}
+
+/// Checks every entry's length against what a block can compress to, and
+/// notes blocks the reference cannot read (over 64 KiB on disk).
+fn check_entries(
+    lens: &[u64],
+    bs: u64,
+    crc_len: u64,
+    entry_at: impl Fn(u64) -> u64,
+    sink: &mut Sink,
+) {
+    let (min, max) = (crc_len + 1, bs + MAX_BLOCK_OVERHEAD + crc_len);
+    let mut oversized = 0u64;
+    for (k, &l) in lens.iter().enumerate() {
+        let k = k as u64;
+        if l < min || l > max {
+            sink.push(
+                problem(
+                    "zfile.jump_table.entry",
+                    format!("block {k} is {l} bytes on disk, outside what a {bs}-byte block compresses to"),
+                )
+                .entry(k)
+                .at(entry_at(k))
+                .field("jump_table")
+                .expected(format!("{min}..={max}"), l),
+            );
+        }
+        if l.saturating_sub(crc_len) > MAX_BLOCK_SIZE as u64 {
+            oversized += 1;
+        }
+    }
+    if oversized > 0 {
+        sink.note(format!(
+            "{oversized} blocks are larger than 64 KiB compressed: overlaybd's reader (at 063821fc) cannot read them; obd can"
+        ));
+    }
+}
+
+/// Where the jump table and the data section are, and the entry limits.
+struct TableAt {
+    base: u64,
+    data_start: u64,
+    io: u64,
+    min: u64,
+    max: u64,
+}
+
+/// Checks that the block lengths add up to the data section; when they do
+/// not, locates the one wrong entry and repairs it in `lens`.
+fn check_table_sum(
+    view: &dyn ReadAt,
+    plan0: &Plan,
+    t: &TableAt,
+    lens: &mut [u64],
+    sink: &mut Sink,
+) -> Result<()> {
+    let TableAt {
+        base,
+        data_start,
+        io,
+        min,
+        max,
+    } = *t;
+    let entry_at = |k: u64| base + io + 4 * k;
+    let data_len = io - data_start;
+    let sum: u64 = lens.iter().sum();
+    if sum != data_len && !lens.is_empty() {
+        sink.push(
+            problem(
+                "zfile.jump_table.sum",
+                "the block lengths in the jump table do not add up to the data section",
+            )
+            .at(base + io)
+            .field("jump_table")
+            .expected(data_len, sum),
+        );
+        match localize(view, plan0, data_start, io, lens, min, max)? {
+            Some((k, span)) => {
+                sink.push(
+                    problem(
+                        "zfile.jump_table.entry",
+                        format!("jump-table entry {k} is wrong: the blocks before and after it line up only if block {k} is {span} bytes (and then it checks out)"),
+                    )
+                    .entry(k as u64)
+                    .at(entry_at(k as u64))
+                    .field("jump_table")
+                    .expected(span, lens[k]),
+                );
+                lens[k] = span;
+            }
+            None => sink.note("the damaged jump-table entries could not be located; blocks past the first damaged one may be misreported"),
+        }
+    } else if sum != data_len {
+        sink.push(
+            problem(
+                "zfile.jump_table.sum",
+                "no blocks, but a non-empty data section",
+            )
+            .at(base + data_start)
+            .expected(0, data_len),
+        );
+    }
+    Ok(())
 }
 
 /// Finds the one wrong jump-table entry: blocks are checked from the start
@@ -862,7 +944,7 @@ impl UnitCheck for BlockChecker<'_> {
             if stored != computed {
                 let p = problem("zfile.block.crc", "block CRC32C mismatch")
                     .block(i)
-                    .expect(format!("{stored:#010x}"), format!("{computed:#010x}"));
+                    .expected(format!("{stored:#010x}"), format!("{computed:#010x}"));
                 self.report(match crc::locate(d.len(), stored, computed) {
                     Some(Flip::Data { byte, bit }) => p.at(at + byte as u64).and(format!(
                         "; one flipped bit (bit {bit} of the byte at {:#x}) explains it",
@@ -896,7 +978,7 @@ impl UnitCheck for BlockChecker<'_> {
                 problem("zfile.block.decompress", detail)
                     .block(i)
                     .at(at)
-                    .expect(
+                    .expected(
                         format!("{want} bytes"),
                         "a block that does not decompress to them",
                     ),

@@ -5,7 +5,7 @@ use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use super::raw::*;
 use crate::error::{Error, Result};
-use crate::uuid::{self, Uuid};
+use crate::format::uuid::{self, Uuid};
 
 /// A header or trailer record, decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -10,7 +10,15 @@ use super::index::{self, RwIndex};
 use super::raw::*;
 use super::segment::{Segment, MAX_LENGTH};
 use crate::error::{checked_add, checked_mul, Error, Result};
-use crate::io::{FileAt, ReadAt};
+use crate::io::FileAt;
+use crate::io::ReadAt;
+
+/// Byte offset of a field of [`RawHeader`].
+macro_rules! off {
+    ($field:ident) => {
+        core::mem::offset_of!(RawHeader, $field) as u64
+    };
+}
 
 /// What kind of layer file this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,25 +34,17 @@ pub enum Kind {
     SparseWritable,
 }
 
-/// A layer ready to take part in a stack.
+/// A layer ready to take part in a stack. Its fields are checked when it
+/// is opened and read through accessors.
 pub struct Layer {
-    /// The layer's shape.
-    pub kind: Kind,
-    /// The record at offset 0 of the data file.
-    pub header: Header,
-    /// The trailer of a read-only layer.
-    pub trailer: Option<Header>,
-    /// The header of a writable layer's index file.
-    pub index_header: Option<Header>,
-    /// Index entries: sorted, non-overlapping, tags zeroed, validated.
-    pub segments: Vec<Segment>,
-    /// Index entries on disk, padding included (read-only layers) or records
-    /// in the index file (writable layers).
-    pub index_entries: u64,
-    /// Where data lives: `moffset * 512` is a byte offset in this view.
-    pub data: Arc<dyn ReadAt>,
-    /// End of the data section in sectors (`index_offset/512` or the data file size).
-    pub data_end_sectors: u64,
+    kind: Kind,
+    header: Header,
+    trailer: Option<Header>,
+    index_header: Option<Header>,
+    segments: Vec<Segment>,
+    index_entries: u64,
+    data: Arc<dyn ReadAt>,
+    data_end_sectors: u64,
 }
 
 impl std::fmt::Debug for Layer {
@@ -58,6 +58,64 @@ impl std::fmt::Debug for Layer {
 }
 
 impl Layer {
+    /// A committed layer made by hand (tests of the read engine): `header`
+    /// as header and trailer, `segments` as they are.
+    #[cfg(test)]
+    pub(crate) fn by_hand(header: Header, segments: Vec<Segment>, data: Arc<dyn ReadAt>) -> Self {
+        Layer {
+            kind: Kind::Committed,
+            trailer: Some(header.clone()),
+            header,
+            index_header: None,
+            index_entries: segments.len() as u64,
+            segments,
+            data,
+            data_end_sectors: 1 << 20,
+        }
+    }
+
+    /// The layer's shape.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The record at offset 0 of the data file.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The trailer of a read-only layer.
+    pub fn trailer(&self) -> Option<&Header> {
+        self.trailer.as_ref()
+    }
+
+    /// The header of a writable layer's index file.
+    pub fn index_header(&self) -> Option<&Header> {
+        self.index_header.as_ref()
+    }
+
+    /// Index entries: sorted, non-overlapping, tags zeroed, validated.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Index entries on disk, padding included (read-only layers) or
+    /// records in the index file (writable layers).
+    pub fn index_entries(&self) -> u64 {
+        self.index_entries
+    }
+
+    /// Where data lives: `moffset * 512` is a byte offset in this view.
+    pub fn data(&self) -> &Arc<dyn ReadAt> {
+        &self.data
+    }
+
+    /// End of the data section in sectors (`index_offset/512` or the data
+    /// file size).
+    pub fn data_end_sectors(&self) -> u64 {
+        self.data_end_sectors
+    }
+
     /// The virtual size this layer declares: the trailer's for read-only
     /// layers, the index header's for writable ones, the data header's for
     /// sparse ones.
@@ -94,7 +152,7 @@ impl Layer {
         if !header.is_header() || !header.is_data() {
             return Err(Error::corrupt(
                 "lsmt header",
-                28,
+                off!(flags),
                 format!("flags {:#x} are not a data-file header's", header.flags),
             ));
         }
@@ -116,7 +174,7 @@ impl Layer {
         if trailer.is_header() || !trailer.is_data() || !trailer.is_sealed() {
             return Err(Error::corrupt(
                 "lsmt trailer",
-                at + 28,
+                at + off!(flags),
                 format!(
                     "flags {:#x} are not a sealed data-file trailer's (is this a writable layer? give it as --upper DATA INDEX)",
                     trailer.flags
@@ -124,12 +182,17 @@ impl Layer {
             ));
         }
         let n = trailer.index_size;
-        let bytes = checked_mul(n, SEGMENT_SIZE, "lsmt trailer", at + 40)?;
-        let end = checked_add(trailer.index_offset, bytes, "lsmt trailer", at + 32)?;
+        let bytes = checked_mul(n, SEGMENT_SIZE, "lsmt trailer", at + off!(index_size))?;
+        let end = checked_add(
+            trailer.index_offset,
+            bytes,
+            "lsmt trailer",
+            at + off!(index_offset),
+        )?;
         if n > MAX_INDEX_ENTRIES || end > at {
             return Err(Error::corrupt(
                 "lsmt trailer",
-                at + 32,
+                at + off!(index_offset),
                 format!(
                     "index of {n} entries at {:#x} does not fit before the trailer at {at:#x}",
                     trailer.index_offset
@@ -185,7 +248,7 @@ impl Layer {
         if header.is_sparse() {
             return Err(Error::unsupported(
                 "lsmt data header",
-                28,
+                off!(flags),
                 "sparse writable layer outside a file",
             ));
         }
@@ -204,14 +267,14 @@ impl Layer {
         if !ih.is_header() || ih.is_data() || ih.is_sealed() {
             return Err(Error::corrupt(
                 "lsmt index header",
-                28,
+                off!(flags),
                 format!("flags {:#x} are not a writable index file's", ih.flags),
             ));
         }
         if ih.index_offset != HEADER_SPACE {
             return Err(Error::corrupt(
                 "lsmt index header",
-                32,
+                off!(index_offset),
                 format!("index_offset is {:#x}, expected 0x1000", ih.index_offset),
             ));
         }
@@ -308,7 +371,7 @@ fn read_data_header(data: &dyn ReadAt) -> Result<Header> {
     if !header.is_header() || !header.is_data() {
         return Err(Error::corrupt(
             "lsmt data header",
-            28,
+            off!(flags),
             format!("flags {:#x} are not a data-file header's", header.flags),
         ));
     }

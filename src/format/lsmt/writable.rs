@@ -42,9 +42,9 @@ use super::layer::{Kind, Layer};
 use super::raw::*;
 use super::segment::{Segment, MAX_LENGTH, MAX_OFFSET};
 use crate::error::{Error, Result};
-use crate::fsutil::AtomicFile;
+use crate::format::uuid::Uuid;
+use crate::io::atomic::AtomicFile;
 use crate::io::{check_range, ReadAt};
-use crate::uuid::Uuid;
 
 /// Largest piece of one write, in bytes (the reference's `MAX_IO_SIZE`).
 pub const MAX_IO_SIZE: u64 = 4 << 20;
@@ -220,7 +220,7 @@ impl WritableLayer {
             },
         )?;
         let mut map = RwIndex::new();
-        for s in &layer.segments {
+        for s in layer.segments() {
             map.insert(*s);
         }
         let own = layer.virtual_size();
@@ -243,11 +243,14 @@ impl WritableLayer {
             }
             None => 0,
         };
-        debug_assert!(matches!(layer.kind, Kind::Writable | Kind::SparseWritable));
+        debug_assert!(matches!(
+            layer.kind(),
+            Kind::Writable | Kind::SparseWritable
+        ));
         Ok(WritableLayer {
             data: d,
             index: i,
-            header: layer.header,
+            header: layer.header().clone(),
             virtual_size,
             lower,
             map: RwLock::new(map),

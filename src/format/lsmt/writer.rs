@@ -14,7 +14,7 @@ use super::header::HeaderFields;
 use super::raw::{HEADER_SPACE, SECTOR_SIZE};
 use super::segment::{Segment, PADDING};
 use crate::error::{Error, Result};
-use crate::uuid::Uuid;
+use crate::format::uuid::Uuid;
 
 /// Sectors per copy piece (the reference's 32 KiB buffer).
 pub const PIECE_SECTORS: u64 = 64;
@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(&out[12288 + 32..12288 + 40], &8192u64.to_le_bytes());
         assert_eq!(&out[12288 + 40..12288 + 48], &256u64.to_le_bytes());
         let layer = Layer::open_ro(Arc::new(out)).unwrap();
-        assert_eq!(layer.segments.len(), 1);
+        assert_eq!(layer.segments().len(), 1);
     }
 
     #[test]

@@ -12,7 +12,8 @@ pub const HEADER_SPACE: u64 = 512;
 /// The value of the `size` field.
 pub const HEADER_STRUCT_SIZE: u32 = 96;
 /// Byte range of the digest field, zeroed while the digest is computed.
-pub const DIGEST_RANGE: std::ops::Range<usize> = 28..32;
+pub const DIGEST_RANGE: std::ops::Range<usize> =
+    core::mem::offset_of!(RawHeader, digest)..core::mem::offset_of!(RawHeader, flags);
 
 /// Flag bit 0: header (else trailer).
 pub const FLAG_HEADER: u64 = 1 << 0;

@@ -8,8 +8,8 @@ use super::cache::BlockCache;
 use super::raw::*;
 use super::record::Record;
 use super::{decompress_block, Algorithm};
-use crate::checksum::{crc32c, crc32c_salt};
 use crate::error::{checked_add, checked_mul, Error, Result};
+use crate::format::checksum::{crc32c, crc32c_salt};
 use crate::io::{check_range, ReadAt};
 
 /// How to open a ZFile.
@@ -115,204 +115,24 @@ impl<R: ReadAt> ZFile<R> {
     /// for any inconsistency, [`Error::Unsupported`] for features obd does
     /// not implement, [`Error::Io`] from `inner`.
     pub fn open_with(inner: R, opts: OpenOptions) -> Result<Self> {
-        let len = inner.len();
-        if len < HEADER_SPACE {
-            return Err(Error::corrupt(
-                "zfile header",
-                0,
-                format!("file is {len} bytes, shorter than a 512-byte header"),
-            ));
-        }
-        let mut buf = [0u8; HEADER_SPACE as usize];
-        inner.read_exact_at(&mut buf, 0)?;
-        let header = Record::parse(&buf, "zfile header", 0)?;
-        if header.flags & FLAG_HEADER == 0 {
-            return Err(Error::corrupt(
-                "zfile header",
-                32,
-                "the header's is-header flag is clear",
-            ));
-        }
-        if !header.digest_ok() {
-            return Err(Error::corrupt(
-                "zfile header",
-                28,
-                format!(
-                    "digest mismatch (stored {:#010x}, computed {:#010x})",
-                    header.digest, header.computed_digest
-                ),
-            ));
-        }
-        // The trailer is read in both modes: with the header-overwrite flag the
-        // header is authoritative, but every writer still ends the file with a
-        // trailer, and a missing one means the file was cut short.
-        if len < 2 * HEADER_SPACE {
-            return Err(Error::corrupt(
-                "zfile trailer",
-                0,
-                format!("file is {len} bytes, too short for a header and a trailer"),
-            ));
-        }
-        let at = len - HEADER_SPACE;
-        inner.read_exact_at(&mut buf, at)?;
-        let trailer = Record::parse(&buf, "zfile trailer", at).map_err(|e| match e {
-            Error::BadMagic { .. } => Error::corrupt(
-                "zfile trailer",
-                at,
-                "no trailer at the end of the file (truncated?)",
-            ),
-            e => e,
-        })?;
-        let want = FLAG_DATA | FLAG_SEALED;
-        if trailer.flags & FLAG_HEADER != 0 || trailer.flags & want != want {
-            return Err(Error::corrupt(
-                "zfile trailer",
-                at + 32,
-                format!(
-                    "flags {:#x} are not a sealed data-file trailer's",
-                    trailer.flags
-                ),
-            ));
-        }
+        let (header, trailer) = read_records(&inner)?;
         let overwrite = header.flags & FLAG_HEADER_OVERWRITE != 0;
-        if !overwrite {
-            if header.flags & FLAG_DATA == 0 {
-                return Err(Error::corrupt(
-                    "zfile header",
-                    32,
-                    "the data-file flag is clear",
-                ));
-            }
-            if !trailer.digest_ok() {
-                return Err(Error::corrupt(
-                    "zfile trailer",
-                    at + 28,
-                    format!(
-                        "digest mismatch (stored {:#010x}, computed {:#010x})",
-                        trailer.digest, trailer.computed_digest
-                    ),
-                ));
-            }
-        }
-        let (rec, rec_at) = if overwrite {
-            (header.clone(), 0)
+        // With the header-overwrite flag the header is authoritative.
+        let (rec, rec_at, what) = if overwrite {
+            (&header, 0, "zfile header")
         } else {
-            (trailer.clone(), at)
+            (&trailer, inner.len() - HEADER_SPACE, "zfile trailer")
         };
-        let what = if overwrite {
-            "zfile header"
-        } else {
-            "zfile trailer"
-        };
-        let algo = Algorithm::from_id(rec.algo, what, rec_at + 76)?;
-        let bs = rec.block_size;
-        if !bs.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs) {
-            return Err(Error::unsupported(
-                what,
-                rec_at + 72,
-                format!("block size {bs} (expected a power of two from 4 KiB to 64 KiB)"),
-            ));
-        }
-        if rec.flags & FLAG_INDEX_COMPRESSED != 0 {
-            return Err(Error::unsupported(
-                what,
-                rec_at + 32,
-                "compressed jump table",
-            ));
-        }
-        if rec.use_dict != 0 || rec.dict_size != 0 {
-            return Err(Error::unsupported(
-                what,
-                rec_at + 78,
-                format!(
-                    "dictionary (use_dict {}, dict_size {})",
-                    rec.use_dict, rec.dict_size
-                ),
-            ));
-        }
-        if rec.verify > 1 {
-            return Err(Error::corrupt(
-                what,
-                rec_at + 88,
-                format!("verify is {}, expected 0 or 1", rec.verify),
-            ));
-        }
-        let n = rec.index_size;
-        let want_blocks = rec.original_file_size.div_ceil(bs as u64);
-        if n != want_blocks {
-            return Err(Error::corrupt(
-                what,
-                rec_at + 48,
-                format!(
-                    "{n} blocks in the jump table, but {} bytes in {bs}-byte blocks need {want_blocks}",
-                    rec.original_file_size
-                ),
-            ));
-        }
-        let table_bytes = checked_mul(n, 4, what, rec_at + 48)?;
-        let table_end = checked_add(rec.index_offset, table_bytes, what, rec_at + 40)?;
-        let limit = len - HEADER_SPACE;
-        if rec.index_offset < HEADER_SPACE || table_end > limit {
-            return Err(Error::corrupt(
-                what,
-                rec_at + 40,
-                format!(
-                    "jump table of {n} entries at {:#x} does not fit between the header and {limit:#x}",
-                    rec.index_offset
-                ),
-            ));
-        }
-        let mut table = vec![0u8; table_bytes as usize];
-        inner.read_exact_at(&mut table, rec.index_offset)?;
-        if rec.has_digest() {
-            let crc = crc32c(&table);
-            if crc != rec.index_crc {
-                return Err(Error::corrupt(
-                    "zfile jump table",
-                    rec.index_offset,
-                    format!(
-                        "index crc mismatch (stored {:#010x}, computed {crc:#010x})",
-                        rec.index_crc
-                    ),
-                ));
-            }
-        }
-        let has_crc = rec.verify == 1;
-        let min = if has_crc { CRC_SIZE + 1 } else { 1 };
-        let max = bs as u64 + MAX_BLOCK_OVERHEAD + if has_crc { CRC_SIZE } else { 0 };
-        let mut offsets = Vec::with_capacity(n as usize + 1);
-        let mut pos = HEADER_SPACE;
-        offsets.push(pos);
-        for (i, e) in table.chunks_exact(4).enumerate() {
-            let l = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as u64;
-            if l < min || l > max {
-                return Err(Error::corrupt(
-                    "zfile jump table",
-                    rec.index_offset + 4 * i as u64,
-                    format!("block {i} is {l} bytes on disk, expected {min}..={max}"),
-                ));
-            }
-            pos += l;
-            if pos > rec.index_offset {
-                return Err(Error::corrupt(
-                    "zfile jump table",
-                    rec.index_offset + 4 * i as u64,
-                    format!(
-                        "block {i} ends at {pos:#x}, past the jump table at {:#x}",
-                        rec.index_offset
-                    ),
-                ));
-            }
-            offsets.push(pos);
-        }
+        let algo = check_record(rec, what, rec_at)?;
+        let offsets = read_jump_table(&inner, rec, what, rec_at)?;
         Ok(ZFile {
-            inner,
             algo,
-            block_size: bs as u64,
+            block_size: rec.block_size as u64,
             size: rec.original_file_size,
-            has_crc,
+            has_crc: rec.verify == 1,
             check_crc: opts.check_crc,
             offsets,
+            inner,
             header,
             trailer,
             overwrite,
@@ -523,7 +343,8 @@ impl<R: ReadAt> ZFile<R> {
         let first = offset / self.block_size;
         let last = (end - 1) / self.block_size;
         let cache = self.cache.get();
-        let fill_whole = buf.len() < crate::par::MIN_SPLIT && !crate::par::in_large_read();
+        let fill_whole =
+            buf.len() < crate::exec::split::MIN_SPLIT && !crate::exec::split::in_large_read();
         let mut b = first;
         while b <= last {
             if self.copy_cached(buf, offset, b) {
@@ -577,10 +398,10 @@ impl<R: ReadAt> ZFile<R> {
         Ok(())
     }
 
-    /// A large read cut at multiples of [`crate::par::PIECE`] (block
+    /// A large read cut at multiples of [`crate::exec::split::PIECE`] (block
     /// boundaries), the pieces decompressed on several threads.
     fn read_split(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        let piece = crate::par::PIECE;
+        let piece = crate::exec::split::PIECE;
         let mut pieces = Vec::with_capacity(buf.len() / piece as usize + 2);
         let mut rest = buf;
         let mut pos = offset;
@@ -591,7 +412,7 @@ impl<R: ReadAt> ZFile<R> {
             pos += cut as u64;
             rest = b;
         }
-        crate::par::run(pieces, &|(b, at)| {
+        crate::exec::split::run(pieces, &|(b, at)| {
             with_scratch(|s| self.read_range(b, at, s))
         })
     }
@@ -607,11 +428,221 @@ impl<R: ReadAt> ReadAt for ZFile<R> {
         if buf.is_empty() {
             return Ok(());
         }
-        if crate::par::should_split(buf.len()) {
+        if crate::exec::split::should_split(buf.len()) {
             return self.read_split(buf, offset);
         }
         with_scratch(|s| self.read_range(buf, offset, s))
     }
+}
+
+/// Byte offset of a field of [`RawHeader`].
+macro_rules! off {
+    ($field:ident) => {
+        core::mem::offset_of!(RawHeader, $field) as u64
+    };
+}
+
+/// Reads and checks the header and the trailer. The trailer is read even
+/// when the header is authoritative (header-overwrite flag): every writer
+/// ends the file with one, and a missing one means the file was cut short.
+fn read_records<R: ReadAt>(inner: &R) -> Result<(Record, Record)> {
+    let len = inner.len();
+    if len < HEADER_SPACE {
+        return Err(Error::corrupt(
+            "zfile header",
+            0,
+            format!("file is {len} bytes, shorter than a 512-byte header"),
+        ));
+    }
+    let mut buf = [0u8; HEADER_SPACE as usize];
+    inner.read_exact_at(&mut buf, 0)?;
+    let header = Record::parse(&buf, "zfile header", 0)?;
+    if header.flags & FLAG_HEADER == 0 {
+        return Err(Error::corrupt(
+            "zfile header",
+            off!(flags),
+            "the header's is-header flag is clear",
+        ));
+    }
+    if !header.digest_ok() {
+        return Err(digest_error("zfile header", 0, &header));
+    }
+    if len < 2 * HEADER_SPACE {
+        return Err(Error::corrupt(
+            "zfile trailer",
+            0,
+            format!("file is {len} bytes, too short for a header and a trailer"),
+        ));
+    }
+    let at = len - HEADER_SPACE;
+    inner.read_exact_at(&mut buf, at)?;
+    let trailer = Record::parse(&buf, "zfile trailer", at).map_err(|e| match e {
+        Error::BadMagic { .. } => Error::corrupt(
+            "zfile trailer",
+            at,
+            "no trailer at the end of the file (truncated?)",
+        ),
+        e => e,
+    })?;
+    let want = FLAG_DATA | FLAG_SEALED;
+    if trailer.flags & FLAG_HEADER != 0 || trailer.flags & want != want {
+        return Err(Error::corrupt(
+            "zfile trailer",
+            at + off!(flags),
+            format!(
+                "flags {:#x} are not a sealed data-file trailer's",
+                trailer.flags
+            ),
+        ));
+    }
+    if header.flags & FLAG_HEADER_OVERWRITE == 0 {
+        if header.flags & FLAG_DATA == 0 {
+            return Err(Error::corrupt(
+                "zfile header",
+                off!(flags),
+                "the data-file flag is clear",
+            ));
+        }
+        if !trailer.digest_ok() {
+            return Err(digest_error("zfile trailer", at, &trailer));
+        }
+    }
+    Ok((header, trailer))
+}
+
+fn digest_error(what: &'static str, at: u64, r: &Record) -> Error {
+    Error::corrupt(
+        what,
+        at + off!(digest),
+        format!(
+            "digest mismatch (stored {:#010x}, computed {:#010x})",
+            r.digest, r.computed_digest
+        ),
+    )
+}
+
+/// Checks the authoritative record's algorithm, block size and options.
+fn check_record(rec: &Record, what: &'static str, rec_at: u64) -> Result<Algorithm> {
+    let algo = Algorithm::from_id(rec.algo, what, rec_at + off!(algo))?;
+    let bs = rec.block_size;
+    if !bs.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs) {
+        return Err(Error::unsupported(
+            what,
+            rec_at + off!(block_size),
+            format!("block size {bs} (expected a power of two from 4 KiB to 64 KiB)"),
+        ));
+    }
+    if rec.flags & FLAG_INDEX_COMPRESSED != 0 {
+        return Err(Error::unsupported(
+            what,
+            rec_at + off!(flags),
+            "compressed jump table",
+        ));
+    }
+    if rec.use_dict != 0 || rec.dict_size != 0 {
+        return Err(Error::unsupported(
+            what,
+            rec_at + off!(use_dict),
+            format!(
+                "dictionary (use_dict {}, dict_size {})",
+                rec.use_dict, rec.dict_size
+            ),
+        ));
+    }
+    if rec.verify > 1 {
+        return Err(Error::corrupt(
+            what,
+            rec_at + off!(verify),
+            format!("verify is {}, expected 0 or 1", rec.verify),
+        ));
+    }
+    Ok(algo)
+}
+
+/// Reads the jump table and turns it into block offsets (`n + 1` of them),
+/// every block's on-disk length checked and every block inside the data
+/// section.
+fn read_jump_table<R: ReadAt>(
+    inner: &R,
+    rec: &Record,
+    what: &'static str,
+    rec_at: u64,
+) -> Result<Vec<u64>> {
+    let bs = rec.block_size;
+    let n = rec.index_size;
+    let want_blocks = rec.original_file_size.div_ceil(bs as u64);
+    if n != want_blocks {
+        return Err(Error::corrupt(
+            what,
+            rec_at + off!(index_size),
+            format!(
+                "{n} blocks in the jump table, but {} bytes in {bs}-byte blocks need {want_blocks}",
+                rec.original_file_size
+            ),
+        ));
+    }
+    let table_bytes = checked_mul(n, 4, what, rec_at + off!(index_size))?;
+    let table_end = checked_add(
+        rec.index_offset,
+        table_bytes,
+        what,
+        rec_at + off!(index_offset),
+    )?;
+    let limit = inner.len() - HEADER_SPACE;
+    if rec.index_offset < HEADER_SPACE || table_end > limit {
+        return Err(Error::corrupt(
+            what,
+            rec_at + off!(index_offset),
+            format!(
+                "jump table of {n} entries at {:#x} does not fit between the header and {limit:#x}",
+                rec.index_offset
+            ),
+        ));
+    }
+    let mut table = vec![0u8; table_bytes as usize];
+    inner.read_exact_at(&mut table, rec.index_offset)?;
+    if rec.has_digest() {
+        let crc = crc32c(&table);
+        if crc != rec.index_crc {
+            return Err(Error::corrupt(
+                "zfile jump table",
+                rec.index_offset,
+                format!(
+                    "index crc mismatch (stored {:#010x}, computed {crc:#010x})",
+                    rec.index_crc
+                ),
+            ));
+        }
+    }
+    let has_crc = rec.verify == 1;
+    let min = if has_crc { CRC_SIZE + 1 } else { 1 };
+    let max = bs as u64 + MAX_BLOCK_OVERHEAD + if has_crc { CRC_SIZE } else { 0 };
+    let mut offsets = Vec::with_capacity(n as usize + 1);
+    let mut pos = HEADER_SPACE;
+    offsets.push(pos);
+    for (i, e) in table.chunks_exact(4).enumerate() {
+        let l = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as u64;
+        if l < min || l > max {
+            return Err(Error::corrupt(
+                "zfile jump table",
+                rec.index_offset + 4 * i as u64,
+                format!("block {i} is {l} bytes on disk, expected {min}..={max}"),
+            ));
+        }
+        pos += l;
+        if pos > rec.index_offset {
+            return Err(Error::corrupt(
+                "zfile jump table",
+                rec.index_offset + 4 * i as u64,
+                format!(
+                    "block {i} ends at {pos:#x}, past the jump table at {:#x}",
+                    rec.index_offset
+                ),
+            ));
+        }
+        offsets.push(pos);
+    }
+    Ok(offsets)
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@ use serde::Serialize;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use super::raw::*;
-use crate::checksum::crc32c;
 use crate::error::{Error, Result};
+use crate::format::checksum::crc32c;
 
 /// A header or trailer, decoded but not yet judged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -164,7 +164,7 @@ mod tests {
         // §5.9: every default header has digest 0xC7A212FC.
         let h = rec(0x13).to_bytes();
         assert_eq!(
-            u32::from_le_bytes(h[28..32].try_into().unwrap()),
+            u32::from_le_bytes(h[DIGEST_RANGE].try_into().unwrap()),
             0xC7A2_12FC
         );
         let mut t = rec(0x16);
@@ -174,13 +174,13 @@ mod tests {
         t.index_crc = 0xDB65_C0A9;
         let tb = t.to_bytes();
         assert_eq!(
-            u32::from_le_bytes(tb[28..32].try_into().unwrap()),
+            u32::from_le_bytes(tb[DIGEST_RANGE].try_into().unwrap()),
             0x8056_E269
         );
         t.flags = 0x1B;
         let ob = t.to_bytes();
         assert_eq!(
-            u32::from_le_bytes(ob[28..32].try_into().unwrap()),
+            u32::from_le_bytes(ob[DIGEST_RANGE].try_into().unwrap()),
             0x7096_374D
         );
         let back = Record::parse(&tb, "zfile trailer", 542 + 4).unwrap();
@@ -191,7 +191,7 @@ mod tests {
         e.index_offset = 512;
         let eb = e.to_bytes();
         assert_eq!(
-            u32::from_le_bytes(eb[28..32].try_into().unwrap()),
+            u32::from_le_bytes(eb[DIGEST_RANGE].try_into().unwrap()),
             0x85C8_95BF
         );
     }

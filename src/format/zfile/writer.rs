@@ -16,9 +16,9 @@ use std::io::{self, Write};
 use super::raw::*;
 use super::record::Record;
 use super::Algorithm;
-use crate::checksum::{crc32c, crc32c_salt};
 use crate::error::{Error, Result};
-use crate::pipeline::Ordered;
+use crate::exec::ordered::Ordered;
+use crate::format::checksum::{crc32c, crc32c_salt};
 
 /// How to compress.
 #[derive(Debug, Clone, Copy)]
@@ -282,7 +282,7 @@ impl<W: Write> Writer<W> {
         out.write_all(&h)
             .map_err(|e| Error::io("zfile header", 0, e))?;
         let threads = if threads == 0 {
-            crate::pipeline::default_threads()
+            crate::exec::default_threads()
         } else {
             threads
         };
@@ -510,7 +510,7 @@ mod tests {
         let r = z.block_range(0);
         let block = &out[r.start as usize..r.end as usize - 4];
         let crc = u32::from_le_bytes(out[r.end as usize - 4..r.end as usize].try_into().unwrap());
-        assert_eq!(crc, crate::checksum::crc32c_salt(block));
+        assert_eq!(crc, crate::format::checksum::crc32c_salt(block));
         let t = z.trailer();
         assert_eq!((t.flags, t.index_offset, t.index_size), (0x16, r.end, 1));
         assert_eq!(out.len() as u64, r.end + 4 + 512);
@@ -544,7 +544,7 @@ mod tests {
     fn spec_example_empty_input() {
         let out = zfile_of(&[], WriterOptions::default(), 1);
         assert_eq!(out.len(), 1024);
-        assert_eq!(crate::checksum::crc32c(&[]), 0, "sanity");
+        assert_eq!(crate::format::checksum::crc32c(&[]), 0, "sanity");
         use sha2::Digest;
         let h = sha2::Sha256::digest(&out);
         let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();

@@ -27,11 +27,10 @@ use crate::format::lsmt::header::HeaderFields;
 use crate::format::lsmt::raw::{FLAG_DATA, FLAG_SEALED, FLAG_SPARSE, SECTOR_SIZE};
 use crate::format::lsmt::segment::MAX_LENGTH;
 use crate::format::lsmt::writer::{LayerMeta, Writer, PIECE_SECTORS};
-use crate::format::lsmt::{Header, Kind, Layer, Segment};
+use crate::format::lsmt::{Header, Layer, Segment};
+use crate::format::uuid::Uuid;
 use crate::io::ReadAt;
-use crate::output::{Output, OutputOptions, OutputReport};
-use crate::stack::Stack;
-use crate::uuid::Uuid;
+use crate::ops::output::{Output, OutputOptions, OutputReport};
 
 /// Metadata the caller may set on a new layer.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +67,7 @@ pub struct LayerSummary {
 }
 
 impl LayerSummary {
-    fn new(
+    pub(crate) fn new(
         meta: &LayerMeta,
         segments: u64,
         index_size: u64,
@@ -99,7 +98,7 @@ pub struct CommitReport {
 }
 
 /// Bytes the reader thread hands over at a time.
-const BATCH_BYTES: usize = 1 << 20;
+pub(crate) const BATCH_BYTES: usize = 1 << 20;
 /// Batches in flight between the reader thread and the writer.
 const BATCHES_IN_FLIGHT: usize = 4;
 
@@ -211,7 +210,7 @@ fn read_ahead(
 ///
 /// # Errors
 /// Read errors of the sources, write errors, out-of-range mappings.
-pub fn compact<W: Write>(
+pub(crate) fn compact<W: Write>(
     sources: &[Arc<dyn ReadAt>],
     mappings: &[Segment],
     meta: LayerMeta,
@@ -272,7 +271,7 @@ fn summary_meta_size(data_bytes: u64, index_size: u64) -> u64 {
 }
 
 /// The parent uuid a header names, null when unparseable.
-fn header_parent(h: &Header) -> Uuid {
+pub(crate) fn header_parent(h: &Header) -> Uuid {
     h.parent_uuid().unwrap_or_else(Uuid::null)
 }
 
@@ -290,15 +289,15 @@ pub fn commit_layer(
     progress: &mut dyn FnMut(u64),
 ) -> Result<CommitReport> {
     let lm = LayerMeta {
-        virtual_size: layer.header.virtual_size,
+        virtual_size: layer.header().virtual_size,
         uuid: meta.uuid.unwrap_or_else(Uuid::null),
         parent_uuid: meta
             .parent_uuid
-            .unwrap_or_else(|| header_parent(&layer.header)),
+            .unwrap_or_else(|| header_parent(layer.header())),
         user_tag: meta.message.clone(),
     };
     let mappings: Vec<Segment> = layer
-        .segments
+        .segments()
         .iter()
         .map(|s| Segment { tag: 0, ..*s })
         .collect();
@@ -306,70 +305,12 @@ pub fn commit_layer(
     crate::format::lsmt::writer::check_meta(&lm)?;
     let out = Output::create(dest, out_opts)?;
     let (out, summary) = compact(
-        std::slice::from_ref(&layer.data),
+        std::slice::from_ref(layer.data()),
         &mappings,
         lm,
         out,
         progress,
     )?;
-    let output = out.finish()?;
-    Ok(CommitReport {
-        output,
-        layer: summary,
-    })
-}
-
-/// Flattens a stack of read-only layers into one committed layer, as
-/// `overlaybd-merge` does: the merged index with top-first layer numbers as
-/// tags (entries of different layers never coalesce), compacted.
-///
-/// # Errors
-/// As [`commit_layer`]; [`Error::Invalid`] for a stack with a writable top.
-pub fn merge_stack(
-    stack: &Stack,
-    meta: &CommitMeta,
-    dest: &Path,
-    out_opts: OutputOptions,
-    progress: &mut dyn FnMut(u64),
-) -> Result<CommitReport> {
-    let layers = stack.layers();
-    if layers
-        .iter()
-        .any(|l| matches!(l.layer.kind, Kind::Writable | Kind::SparseWritable))
-    {
-        return Err(Error::invalid(
-            "merge",
-            "only read-only layers can be merged (commit the writable layer first)",
-        ));
-    }
-    let n = layers.len();
-    let (Some(bottom), Some(top)) = (layers.first(), layers.last()) else {
-        return Err(Error::invalid("merge", "no layers given"));
-    };
-    let lm = LayerMeta {
-        virtual_size: top.layer.header.virtual_size,
-        uuid: meta.uuid.unwrap_or_else(Uuid::null),
-        parent_uuid: meta
-            .parent_uuid
-            .unwrap_or_else(|| header_parent(&bottom.layer.header)),
-        user_tag: meta.message.clone(),
-    };
-    crate::format::lsmt::writer::check_meta(&lm)?;
-    // Sources top first, so that a mapping's tag is its top-first number.
-    let sources: Vec<Arc<dyn ReadAt>> = layers.iter().rev().map(|l| l.layer.data.clone()).collect();
-    let mappings: Vec<Segment> = stack
-        .mappings()
-        .iter()
-        .map(|m| Segment {
-            offset: m.offset,
-            length: m.length,
-            moffset: m.moffset,
-            zeroed: m.zeroed,
-            tag: (n - 1 - m.layer as usize) as u8,
-        })
-        .collect();
-    let out = Output::create(dest, out_opts)?;
-    let (out, summary) = compact(&sources, &mappings, lm, out, progress)?;
     let output = out.finish()?;
     Ok(CommitReport {
         output,
@@ -413,7 +354,7 @@ pub fn seal_in_place(data: &Path, index: &Path) -> Result<SealReport> {
         inner: Box::new(Error::open(e)),
     })?;
     let layer = Layer::open_rw(d, i)?;
-    let h = &layer.header;
+    let h = &layer.header();
     let file = OpenOptions::new()
         .write(true)
         .open(data)
@@ -423,8 +364,8 @@ pub fn seal_in_place(data: &Path, index: &Path) -> Result<SealReport> {
         .map_err(|e| Error::io("lsmt data file", 0, e))?
         .len();
     let index_offset = len.next_multiple_of(SECTOR_SIZE);
-    let mut bytes = Vec::with_capacity(layer.segments.len() * 16 + 4096);
-    for s in &layer.segments {
+    let mut bytes = Vec::with_capacity(layer.segments().len() * 16 + 4096);
+    for s in layer.segments() {
         bytes.extend_from_slice(Segment { tag: 0, ..*s }.encode()?.as_bytes());
     }
     bytes.resize(bytes.len().next_multiple_of(SECTOR_SIZE as usize), 0);
@@ -432,7 +373,7 @@ pub fn seal_in_place(data: &Path, index: &Path) -> Result<SealReport> {
     let trailer = HeaderFields {
         flags,
         index_offset,
-        index_size: layer.segments.len() as u64,
+        index_size: layer.segments().len() as u64,
         virtual_size: h.virtual_size,
         uuid: h.uuid().unwrap_or_else(Uuid::null),
         parent_uuid: header_parent(h),
@@ -447,171 +388,8 @@ pub fn seal_in_place(data: &Path, index: &Path) -> Result<SealReport> {
     Ok(SealReport {
         path: data.display().to_string(),
         index_offset,
-        index_size: layer.segments.len() as u64,
+        index_size: layer.segments().len() as u64,
         file_size: index_offset + bytes.len() as u64,
         virtual_size: h.virtual_size,
     })
-}
-
-/// Options of [`commit_diff`].
-#[derive(Debug, Clone, Copy)]
-pub struct DiffOptions {
-    /// Comparison unit in bytes (a multiple of 512).
-    pub block_size: u64,
-}
-
-impl Default for DiffOptions {
-    fn default() -> Self {
-        DiffOptions { block_size: 4096 }
-    }
-}
-
-/// How a block of the new image relates to the base.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
-    Same,
-    Data,
-    Zero,
-}
-
-/// Compares `new` with `base` (reads past the base's end are zeros) block by
-/// block and returns the runs to commit: `(first byte, bytes, change)`.
-fn classify(new: &[u8], base: &[u8], bs: usize) -> Vec<(usize, usize, Change)> {
-    let mut runs: Vec<(usize, usize, Change)> = Vec::new();
-    for (k, (n, b)) in new.chunks(bs).zip(base.chunks(bs)).enumerate() {
-        let c = if n == b {
-            Change::Same
-        } else if crate::fsutil::is_zero(n) {
-            Change::Zero
-        } else {
-            Change::Data
-        };
-        match runs.last_mut() {
-            Some(r) if r.2 == c => r.1 += n.len(),
-            _ => runs.push((k * bs, n.len(), c)),
-        }
-    }
-    runs
-}
-
-/// Commits the difference between the raw image `new` and `base` (the
-/// merged view of a stack, or nothing): a layer holding exactly the blocks
-/// where `new` differs from `base`. Changed blocks that are all zero in
-/// `new` become zeroed entries; other changed blocks become data. With no
-/// base every non-zero block of `new` is data. The layer's virtual size is
-/// `new`'s size rounded up to a sector; its parent is the base's top layer
-/// unless given.
-///
-/// # Errors
-/// Read errors, a block size that is not a multiple of 512, write errors.
-pub fn commit_diff(
-    new: &dyn ReadAt,
-    base: Option<&Stack>,
-    opts: DiffOptions,
-    meta: &CommitMeta,
-    dest: &Path,
-    out_opts: OutputOptions,
-    progress: &mut dyn FnMut(u64),
-) -> Result<CommitReport> {
-    let parent = meta.parent_uuid.unwrap_or_else(|| {
-        base.and_then(|s| s.layers().last())
-            .and_then(|l| l.layer.authoritative().uuid())
-            .unwrap_or_else(Uuid::null)
-    });
-    let lm = LayerMeta {
-        virtual_size: new.len().next_multiple_of(SECTOR_SIZE),
-        uuid: meta.uuid.unwrap_or_else(Uuid::null),
-        parent_uuid: parent,
-        user_tag: meta.message.clone(),
-    };
-    crate::format::lsmt::writer::check_meta(&lm)?;
-    let out = Output::create(dest, out_opts)?;
-    let (out, summary) = diff_into(new, base.map(|s| s as &dyn ReadAt), opts, lm, out, progress)?;
-    let output = out.finish()?;
-    Ok(CommitReport {
-        output,
-        layer: summary,
-    })
-}
-
-/// [`commit_diff`] into any writer; `base` is any view (reads past its end
-/// are zeros).
-///
-/// # Errors
-/// As [`commit_diff`].
-pub fn diff_into<W: Write>(
-    new: &dyn ReadAt,
-    base: Option<&dyn ReadAt>,
-    opts: DiffOptions,
-    meta: LayerMeta,
-    out: W,
-    progress: &mut dyn FnMut(u64),
-) -> Result<(W, LayerSummary)> {
-    let bs = opts.block_size;
-    if bs == 0 || bs % SECTOR_SIZE != 0 || bs > 1 << 20 {
-        return Err(Error::invalid(
-            "block size",
-            format!("{bs} is not a multiple of 512 up to 1 MiB"),
-        ));
-    }
-    let summary_meta = meta.clone();
-    let mut w = Writer::new(out, meta)?;
-    let chunk = (BATCH_BYTES as u64 / bs).max(1) * bs;
-    let size = new.len();
-    let padded = size.next_multiple_of(SECTOR_SIZE);
-    let mut nb = vec![0u8; chunk as usize];
-    let mut bb = vec![0u8; chunk as usize];
-    let (mut data_bytes, mut zeroed_bytes) = (0u64, 0u64);
-    let mut pos = 0u64;
-    while pos < padded {
-        let len = (padded - pos).min(chunk) as usize;
-        let n = &mut nb[..len];
-        let real = (size.saturating_sub(pos) as usize).min(len);
-        new.read_exact_at(&mut n[..real], pos)?;
-        n[real..].fill(0);
-        let b = &mut bb[..len];
-        match base {
-            Some(base) => {
-                let have = (base.len().saturating_sub(pos) as usize).min(len);
-                base.read_exact_at(&mut b[..have], pos)?;
-                b[have..].fill(0);
-            }
-            None => b.fill(0),
-        }
-        for (start, bytes, change) in classify(n, b, bs as usize) {
-            let lba = (pos + start as u64) / SECTOR_SIZE;
-            match change {
-                Change::Same => {}
-                Change::Data => {
-                    w.push_data(lba, &n[start..start + bytes], 0)?;
-                    data_bytes += bytes as u64;
-                }
-                Change::Zero => {
-                    let mut lba = lba;
-                    let mut left = bytes as u64 / SECTOR_SIZE;
-                    while left > 0 {
-                        let k = left.min(MAX_LENGTH as u64);
-                        w.push_zeroed(lba, k as u32, 0)?;
-                        lba += k;
-                        left -= k;
-                    }
-                    zeroed_bytes += bytes as u64;
-                }
-            }
-        }
-        progress(len as u64);
-        pos += len as u64;
-    }
-    let segments = w.entries() as u64;
-    let (out, index_size) = w.finish()?;
-    Ok((
-        out,
-        LayerSummary::new(
-            &summary_meta,
-            segments,
-            index_size,
-            data_bytes,
-            zeroed_bytes,
-        ),
-    ))
 }

@@ -48,7 +48,7 @@ struct RawUpper {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageConfig {
     /// Layer files, bottom first.
-    pub lowers: Vec<PathBuf>,
+    pub lowers: Vec<super::LayerSource>,
     /// Writable top layer `(data, index)`.
     pub upper: Option<(PathBuf, PathBuf)>,
     /// Where to write `success` or `failed:<reason>`.
@@ -80,7 +80,7 @@ impl ImageConfig {
             .lowers
             .iter()
             .enumerate()
-            .map(|(i, l)| resolve_lower(i, l, base))
+            .map(|(i, l)| resolve_lower(i, l, base).map(super::LayerSource::File))
             .collect::<Result<Vec<_>>>()?;
         if raw.acceleration_layer {
             lowers.pop();
@@ -180,7 +180,7 @@ pub fn write_result(path: &Path, outcome: std::result::Result<(), &str>) -> Resu
         Ok(()) => "success".to_string(),
         Err(why) => format!("failed:{why}"),
     };
-    let mut f = crate::fsutil::AtomicFile::create(path, true)?;
+    let mut f = crate::io::atomic::AtomicFile::create(path, true)?;
     std::io::Write::write_all(f.file_mut(), text.as_bytes())
         .map_err(|e| Error::io("result file", 0, e))?;
     f.commit()
@@ -202,8 +202,8 @@ mod tests {
         assert_eq!(
             c.lowers,
             [
-                PathBuf::from("/cfg/L0.commit"),
-                PathBuf::from("/abs/L1.commit")
+                super::super::LayerSource::file("/cfg/L0.commit"),
+                super::super::LayerSource::file("/abs/L1.commit")
             ]
         );
         assert_eq!(
@@ -224,7 +224,10 @@ mod tests {
             d.path(),
         )
         .unwrap();
-        assert_eq!(c.lowers, [d.path().join("a/.commit")]);
+        assert_eq!(
+            c.lowers,
+            [super::super::LayerSource::file(d.path().join("a/.commit"))]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::Write;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::fsutil::write_pieces;
+use crate::exec::turns::write_pieces;
 use crate::io::ReadAt;
 use crate::stack::{Source, Stack};
 
@@ -61,7 +61,7 @@ pub fn to_file(stack: &Stack, out: &File, progress: &(dyn Fn(u64) + Sync)) -> Re
             buf.resize(len as usize, 0);
             // Chunks are spread over the threads already: read each one as
             // a stream (no nested split; blocks read whole are not cached).
-            crate::par::as_large_read(|| stack.read_exact_at(buf, at))?;
+            crate::exec::split::as_large_read(|| stack.read_exact_at(buf, at))?;
             Ok(at)
         },
         progress,

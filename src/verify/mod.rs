@@ -46,14 +46,15 @@ mod walk;
 mod zfile;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::io::{FileAt, ReadAt};
+use crate::io::FileAt;
+use crate::io::ReadAt;
 
 pub use crc::{locate as locate_bit_flip, Flip, MAX_SEARCH};
 pub use stack::{verify_stack, StackLayerInfo, StackReport};
@@ -165,7 +166,7 @@ impl Problem {
         self
     }
     /// Sets what was expected and what was found.
-    pub fn expect(mut self, expected: impl fmt::Display, found: impl fmt::Display) -> Self {
+    pub fn expected(mut self, expected: impl fmt::Display, found: impl fmt::Display) -> Self {
         self.expected = Some(expected.to_string());
         self.found = Some(found.to_string());
         self
@@ -642,7 +643,7 @@ fn check_blob(
                             "file.digest",
                             "the SHA-256 of the file does not match",
                         )
-                        .expect(want, got),
+                        .expected(want, got),
                     );
                 }
             }
@@ -708,8 +709,8 @@ fn check_inside_zfile(
             return Ok(());
         }
     };
-    if !crate::blob::is_lsmt(&z).unwrap_or(false) {
-        match crate::blob::is_zfile(&z) {
+    if !crate::source::blob::is_lsmt(&z).unwrap_or(false) {
+        match crate::source::blob::is_zfile(&z) {
             Ok(true) => sink.note("the ZFile holds another ZFile"),
             _ => sink.note("the ZFile holds a raw image, not an LSMT layer"),
         }
@@ -736,10 +737,10 @@ fn check_inside_zfile(
 
 /// Opens the blob with obd's readers.
 fn cross_check(file: &Arc<dyn ReadAt>, kind: Option<&str>) -> Result<()> {
-    let blob = crate::blob::Blob::from_reader(
-        PathBuf::new(),
+    let blob = crate::source::blob::Blob::from_reader(
+        crate::source::LayerSource::file(""),
         file.clone(),
-        crate::blob::BlobOptions::default(),
+        crate::source::blob::BlobOptions::default(),
     )?;
     if matches!(kind, Some("lsmt_ro") | Some("lsmt_sealed")) {
         blob.layer()?;

@@ -157,7 +157,7 @@ pub fn handle(
 mod tests {
     use super::*;
     use crate::io::testing::FailingReadAt;
-    use crate::ublk::ReadOnly;
+    use crate::serve::ublk::ReadOnly;
     use crate::Error;
     use std::sync::Mutex;
 

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::blob::{is_lsmt, Blob, BlobOptions};
 use crate::error::{Error, Result};
 use crate::format::lsmt::raw::{HEADER_SPACE, SECTOR_SIZE, SEGMENT_SIZE};
 use crate::format::lsmt::{self, header::flag_names, index, Header, Kind, Layer, Segment};
 use crate::format::tar::Payload;
 use crate::format::zfile::{self, Record};
 use crate::io::ReadAt;
+use crate::source::blob::{is_lsmt, Blob, BlobOptions};
 use crate::stack::{Source, Stack};
 
 /// Everything `inspect` says about one file.
@@ -234,14 +234,14 @@ pub fn index_report(segs: &[Segment], entries_on_disk: u64, data_end_sectors: u6
 
 fn layer_report(layer: &Layer, with_segments: bool) -> LsmtReport {
     LsmtReport {
-        header: (&layer.header).into(),
-        trailer: layer.trailer.as_ref().map(Into::into),
+        header: layer.header().into(),
+        trailer: layer.trailer().map(Into::into),
         index: Some(index_report(
-            &layer.segments,
-            layer.index_entries,
-            layer.data_end_sectors,
+            layer.segments(),
+            layer.index_entries(),
+            layer.data_end_sectors(),
         )),
-        segments: with_segments.then(|| layer.segments.iter().map(Into::into).collect()),
+        segments: with_segments.then(|| layer.segments().iter().map(Into::into).collect()),
     }
 }
 
@@ -252,7 +252,7 @@ fn layer_report(layer: &Layer, with_segments: bool) -> LsmtReport {
 pub fn inspect_file(path: &Path, with_segments: bool, opts: BlobOptions) -> Result<FileReport> {
     let blob = Blob::open(path, opts)?;
     let mut containers = blob.containers();
-    let zfile = blob.zfile.as_ref().map(|z| {
+    let zfile = blob.zfile().map(|z| {
         let rec = z.record();
         ZFileReport {
             header: z.header().into(),
@@ -272,11 +272,11 @@ pub fn inspect_file(path: &Path, with_segments: bool, opts: BlobOptions) -> Resu
             header_overwrite: z.header_overwrite(),
         }
     });
-    let view = blob.view.clone();
+    let view = blob.view().clone();
     let (kind, lsmt) = if is_lsmt(view.as_ref())? {
         containers.push("lsmt");
         inspect_lsmt(path, view, with_segments)?
-    } else if blob.zfile.is_some() || blob.tar.is_some() {
+    } else if blob.zfile().is_some() || blob.tar().is_some() {
         ("raw", None)
     } else {
         return Err(Error::BadMagic {
@@ -286,10 +286,10 @@ pub fn inspect_file(path: &Path, with_segments: bool, opts: BlobOptions) -> Resu
     };
     Ok(FileReport {
         path: path.display().to_string(),
-        size: blob.file_size,
+        size: blob.file_size(),
         containers,
         kind,
-        tar: blob.tar.clone(),
+        tar: blob.tar().cloned(),
         zfile,
         lsmt,
     })
@@ -351,7 +351,7 @@ fn inspect_lsmt(
     };
     if has_trailer || header.is_sealed() {
         let layer = Layer::open_ro(view)?;
-        let kind = match layer.kind {
+        let kind = match layer.kind() {
             Kind::Committed => "lsmt_ro",
             _ => "lsmt_sealed",
         };
@@ -460,16 +460,20 @@ pub fn stack_report(stack: &Stack) -> StackReport {
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let a = l.layer.authoritative();
+            let a = l.layer().authoritative();
             StackLayerReport {
                 layer: i,
-                path: l.name.clone(),
-                kind: l.layer.kind,
-                containers: l.blob.as_ref().map(|b| b.containers()).unwrap_or_default(),
+                path: l.name().to_string(),
+                kind: l.layer().kind(),
+                containers: l
+                    .blob()
+                    .as_ref()
+                    .map(|b| b.containers())
+                    .unwrap_or_default(),
                 uuid: a.uuid.clone(),
-                parent_uuid: l.layer.header.parent_uuid.clone(),
-                virtual_size: l.layer.virtual_size(),
-                segments: l.layer.segments.len() as u64,
+                parent_uuid: l.layer().header().parent_uuid.clone(),
+                virtual_size: l.layer().virtual_size(),
+                segments: l.layer().segments().len() as u64,
                 data_bytes: data[i],
                 zeroed_bytes: zero[i],
             }
@@ -477,8 +481,8 @@ pub fn stack_report(stack: &Stack) -> StackReport {
         .collect();
     let mut breaks = Vec::new();
     for i in 1..layers.len() {
-        let parent = crate::uuid::Uuid::parse(&layers[i].parent_uuid);
-        let below = crate::uuid::Uuid::parse(&layers[i - 1].uuid);
+        let parent = crate::format::uuid::Uuid::parse(&layers[i].parent_uuid);
+        let below = crate::format::uuid::Uuid::parse(&layers[i - 1].uuid);
         if parent.is_none() || parent != below {
             breaks.push(ChainBreak {
                 layer: i,

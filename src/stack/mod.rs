@@ -26,12 +26,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::blob::{Blob, BlobOptions};
 use crate::error::{Error, Result};
 use crate::format::lsmt::raw::{MAX_STACK_LAYERS, SECTOR_SIZE};
 use crate::format::lsmt::{Kind, Layer, Segment};
 use crate::format::zfile::{BlockCache, CacheOptions};
 use crate::io::{check_range, ReadAt};
+use crate::source::{Blob, BlobOptions, LayerSource};
 
 mod index;
 mod mem;
@@ -76,27 +76,38 @@ impl From<BlobOptions> for ReadOptions {
 
 /// One layer of a stack and where it came from.
 pub struct StackLayer {
-    /// A name for people (the file path).
-    pub name: String,
-    /// The opened layer.
-    pub layer: Layer,
-    /// The blob it was read from (read-only layers).
-    pub blob: Option<Blob>,
+    name: String,
+    layer: Layer,
+    blob: Option<Blob>,
 }
 
 impl StackLayer {
-    /// Opens a read-only layer blob (plain, ZFile, tar, sealed in place).
+    /// A layer opened elsewhere: `name` for people, `blob` for read-only
+    /// layers read from one (its ZFile, if any, joins the stack's cache).
+    pub fn new(name: impl Into<String>, layer: Layer, blob: Option<Blob>) -> Self {
+        StackLayer {
+            name: name.into(),
+            layer,
+            blob,
+        }
+    }
+
+    /// Opens a read-only layer file (plain, ZFile, tar, sealed in place).
     ///
     /// # Errors
     /// Format and I/O errors of the blob.
     pub fn open_ro(path: &Path, opts: BlobOptions) -> Result<Self> {
-        let blob = Blob::open(path, opts)?;
+        Self::open_source(&LayerSource::from(path), opts)
+    }
+
+    /// Opens a read-only layer blob from `source`.
+    ///
+    /// # Errors
+    /// Format and I/O errors of the blob.
+    pub fn open_source(source: &LayerSource, opts: BlobOptions) -> Result<Self> {
+        let blob = Blob::open_source(source, opts)?;
         let layer = blob.layer()?;
-        Ok(StackLayer {
-            name: path.display().to_string(),
-            layer,
-            blob: Some(blob),
-        })
+        Ok(StackLayer::new(source.to_string(), layer, Some(blob)))
     }
 
     /// Opens a writable layer from its data and index files.
@@ -106,11 +117,26 @@ impl StackLayer {
     pub fn open_rw(data: &Path, index: &Path) -> Result<Self> {
         let d = File::open(data).map_err(|e| at_path(data, Error::open(e)))?;
         let i = File::open(index).map_err(|e| at_path(index, Error::open(e)))?;
-        Ok(StackLayer {
-            name: data.display().to_string(),
-            layer: Layer::open_rw(d, i)?,
-            blob: None,
-        })
+        Ok(StackLayer::new(
+            data.display().to_string(),
+            Layer::open_rw(d, i)?,
+            None,
+        ))
+    }
+
+    /// A name for people (the file path).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The opened layer.
+    pub fn layer(&self) -> &Layer {
+        &self.layer
+    }
+
+    /// The blob it was read from (read-only layers).
+    pub fn blob(&self) -> Option<&Blob> {
+        self.blob.as_ref()
     }
 }
 
@@ -199,9 +225,22 @@ impl Stack {
         upper: Option<(&Path, &Path)>,
         opts: ReadOptions,
     ) -> Result<Self> {
-        let mut layers = Vec::with_capacity(paths.len() + 1);
-        for p in paths {
-            layers.push(StackLayer::open_ro(p, opts.blob).map_err(|e| at_path(p, e))?);
+        let sources: Vec<LayerSource> = paths.iter().cloned().map(LayerSource::from).collect();
+        Self::open_sources(&sources, upper, opts)
+    }
+
+    /// [`Stack::open_with`] for layers named by their sources.
+    ///
+    /// # Errors
+    /// The first layer that fails to open, with its source.
+    pub fn open_sources(
+        sources: &[LayerSource],
+        upper: Option<(&Path, &Path)>,
+        opts: ReadOptions,
+    ) -> Result<Self> {
+        let mut layers = Vec::with_capacity(sources.len() + 1);
+        for s in sources {
+            layers.push(StackLayer::open_source(s, opts.blob).map_err(|e| in_layer(s, e))?);
         }
         if let Some((d, i)) = upper {
             layers.push(StackLayer::open_rw(d, i).map_err(|e| match e {
@@ -233,7 +272,7 @@ impl Stack {
         }
         let rw_top = layers
             .last()
-            .is_some_and(|l| matches!(l.layer.kind, Kind::Writable | Kind::SparseWritable));
+            .is_some_and(|l| matches!(l.layer.kind(), Kind::Writable | Kind::SparseWritable));
         let ro = layers.len() - rw_top as usize;
         if ro > MAX_STACK_LAYERS {
             return Err(Error::invalid(
@@ -243,18 +282,14 @@ impl Stack {
         }
         if layers[..ro]
             .iter()
-            .any(|l| matches!(l.layer.kind, Kind::Writable | Kind::SparseWritable))
+            .any(|l| matches!(l.layer.kind(), Kind::Writable | Kind::SparseWritable))
         {
             return Err(Error::invalid(
                 "stack",
                 "a writable layer can only be the top layer",
             ));
         }
-        let top_first: Vec<&[Segment]> = layers
-            .iter()
-            .rev()
-            .map(|l| l.layer.segments.as_slice())
-            .collect();
+        let top_first: Vec<&[Segment]> = layers.iter().rev().map(|l| l.layer.segments()).collect();
         let merged = crate::format::lsmt::index::merge(&top_first)?;
         if merged.len() as u64 > crate::format::lsmt::raw::MAX_INDEX_ENTRIES {
             return Err(Error::invalid(
@@ -294,10 +329,10 @@ impl Stack {
         } else {
             ro_size
         };
-        let readers = layers.iter().map(|l| l.layer.data.clone()).collect();
+        let readers = layers.iter().map(|l| l.layer.data().clone()).collect();
         let zfiles: Vec<_> = layers
             .iter()
-            .filter_map(|l| l.blob.as_ref().and_then(|b| b.zfile.as_ref()))
+            .filter_map(|l| l.blob.as_ref().and_then(|b| b.zfile()))
             .collect();
         let cache = (opts.cache.size > 0 && !zfiles.is_empty()).then(|| {
             let c = BlockCache::new(opts.cache);
@@ -423,14 +458,22 @@ impl Stack {
 }
 
 fn at_path(p: &Path, e: Error) -> Error {
-    // Keep the error's kind but name the file it concerns.
+    named(p.display().to_string(), e)
+}
+
+fn in_layer(s: &LayerSource, e: Error) -> Error {
+    named(s.to_string(), e)
+}
+
+/// Keeps the error's kind but names the layer it concerns.
+fn named(name: String, e: Error) -> Error {
     match e {
         Error::Invalid { what, detail } => Error::Invalid {
             what,
-            detail: format!("{}: {detail}", p.display()),
+            detail: format!("{name}: {detail}"),
         },
         other => Error::InLayer {
-            path: p.display().to_string(),
+            path: name,
             inner: Box::new(other),
         },
     }
@@ -507,10 +550,10 @@ impl Stack {
     }
 
     /// A large read: zero runs filled here, data runs cut into pieces at
-    /// multiples of [`crate::par::PIECE`] of their layer's offsets (block
+    /// multiples of [`crate::exec::split::PIECE`] of their layer's offsets (block
     /// boundaries of any ZFile) and read on several threads.
     fn read_split(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        let piece = crate::par::PIECE;
+        let piece = crate::exec::split::PIECE;
         let mut runs = Vec::new();
         self.for_each_run(offset, buf.len() as u64, |r| {
             runs.push(r);
@@ -536,7 +579,7 @@ impl Stack {
                 mine = b;
             }
         }
-        crate::par::run(pieces, &|(b, layer, at)| self.read_layer(layer, b, at))
+        crate::exec::split::run(pieces, &|(b, layer, at)| self.read_layer(layer, b, at))
     }
 }
 
@@ -564,13 +607,13 @@ impl ReadAt for Stack {
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         check_range("stack", offset, buf.len(), self.virtual_size)?;
-        if buf.len() >= crate::par::MIN_SPLIT {
-            if self.parallel && crate::par::should_split(buf.len()) {
+        if buf.len() >= crate::exec::split::MIN_SPLIT {
+            if self.parallel && crate::exec::split::should_split(buf.len()) {
                 return self.read_split(buf, offset);
             }
             // Serially, but as a large read: layers neither split it again
             // nor fill the block cache with it.
-            return crate::par::as_large_read(|| self.read_serial(buf, offset));
+            return crate::exec::split::as_large_read(|| self.read_serial(buf, offset));
         }
         self.read_serial(buf, offset)
     }

@@ -12,10 +12,11 @@ use libublk::sys::{UBLK_ATTR_READ_ONLY, UBLK_ATTR_VOLATILE_CACHE, UBLK_PARAM_TYP
 use libublk::{BufDesc, BufDescList, UblkError, UblkFlags, UblkIORes};
 
 use super::handler::{handle, Request};
-use super::sys::BlockedSignals;
-#[cfg(doc)]
-use super::sys::STOP_SIGNALS;
 use super::{Target, SECTOR_SIZE};
+use crate::serve::daemon::{Live, Observer, StopReason, Stopped};
+use crate::serve::BlockedSignals;
+#[cfg(doc)]
+use crate::serve::STOP_SIGNALS;
 
 /// The ublk driver's control node.
 pub const CONTROL_PATH: &str = "/dev/ublk-control";
@@ -43,65 +44,6 @@ impl Default for Options {
             io_buf_bytes: 1 << 20,
             start_timeout: Duration::from_secs(30),
         }
-    }
-}
-
-/// A device that is up.
-#[derive(Debug, Clone)]
-pub struct Live {
-    /// ublk device id: `/dev/ublkb<id>`.
-    pub id: u32,
-    /// The block device.
-    pub device: String,
-    /// The character device the server talks to.
-    pub char_device: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Read-only device.
-    pub read_only: bool,
-    /// Hardware queues.
-    pub queues: u16,
-    /// Depth of each queue.
-    pub depth: u16,
-}
-
-/// Why the server stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// A stop signal arrived (its number).
-    Signal(i32),
-    /// The device was deleted or its queues died.
-    DeviceGone,
-}
-
-/// What a finished [`serve`] reports.
-#[derive(Debug)]
-pub struct Stopped {
-    /// The device id.
-    pub id: u32,
-    /// Why.
-    pub reason: StopReason,
-    /// The final flush of the target.
-    pub flush: crate::Result<()>,
-}
-
-/// Told about the device's life; called from the serving thread.
-pub trait Observer: Send + Sync + 'static {
-    /// The control device exists (the id is taken) but is not started yet.
-    fn added(&self, id: u32) {
-        let _ = id;
-    }
-
-    /// The block device is up. An error stops and deletes it again.
-    ///
-    /// # Errors
-    /// Whatever the observer could not do (e.g. recording the device).
-    fn live(&self, live: &Live) -> anyhow::Result<()>;
-
-    /// Creating or starting the device took longer than
-    /// [`Options::start_timeout`]; the process exits with status 2 after this.
-    fn timed_out(&self, id: Option<u32>, after: Duration) {
-        let _ = (id, after);
     }
 }
 
@@ -260,8 +202,8 @@ pub fn serve(
             p.basic.attrs = UBLK_ATTR_VOLATILE_CACHE;
             p.types |= UBLK_PARAM_TYPE_DISCARD;
             p.discard.discard_granularity = 4096;
-            p.discard.max_discard_sectors = u32::MAX >> 9;
-            p.discard.max_write_zeroes_sectors = u32::MAX >> 9;
+            p.discard.max_discard_sectors = (u64::from(u32::MAX) / SECTOR_SIZE) as u32;
+            p.discard.max_write_zeroes_sectors = (u64::from(u32::MAX) / SECTOR_SIZE) as u32;
             p.discard.max_discard_segments = 1;
         }
         Ok(())

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsutil::AtomicFile;
+use crate::io::atomic::AtomicFile;
 
 /// Default run directory.
 pub const DEFAULT_RUN_DIR: &str = "/run/obd";
@@ -282,6 +282,21 @@ pub fn parse_device(s: &str) -> Result<u32> {
             format!("{s:?} is not a ublk device (give an id such as 0, or /dev/ublkb0)"),
         )
     })
+}
+
+/// Polls `done` every 50 ms until it is true (returns true) or `timeout`
+/// has passed (returns false).
+pub(crate) fn wait_until(timeout: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
-//! Opening a layer blob: tar wrapper → ZFile → LSMT, detected per file.
+//! Opening a layer blob: tar wrapper → ZFile → LSMT, detected per blob.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::lsmt::Layer;
 use crate::format::tar::{self, Payload};
 use crate::format::zfile::{self, ZFile};
-use crate::io::{FileAt, ReadAt, Slice};
+use crate::io::{ReadAt, Slice};
+use crate::source::LayerSource;
 
 /// A ZFile over any view.
 pub type DynZFile = ZFile<Arc<dyn ReadAt>>;
@@ -21,37 +22,40 @@ pub struct BlobOptions {
 
 /// A blob with its containers peeled off.
 pub struct Blob {
-    /// Where it came from.
-    pub path: PathBuf,
-    /// Size of the file as stored.
-    pub file_size: u64,
-    /// The tar wrapper, if any.
-    pub tar: Option<Payload>,
-    /// The ZFile container, if any.
-    pub zfile: Option<Arc<DynZFile>>,
-    /// The innermost view: what an LSMT reader sees.
-    pub view: Arc<dyn ReadAt>,
+    source: LayerSource,
+    file_size: u64,
+    tar: Option<Payload>,
+    zfile: Option<Arc<DynZFile>>,
+    view: Arc<dyn ReadAt>,
 }
 
 impl Blob {
-    /// Opens `path` and detects its containers.
+    /// Opens the local file `path` and detects its containers.
     ///
     /// # Errors
     /// I/O errors, and format errors of a tar wrapper or ZFile that was
     /// detected but is damaged.
     pub fn open(path: &Path, opts: BlobOptions) -> Result<Self> {
-        // One open description per core: reads from several threads do not
-        // contend on one (see `FileAt::replicated`).
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        let file: Arc<dyn ReadAt> = Arc::new(FileAt::open(path)?.replicated(cores));
-        Self::from_reader(path.to_path_buf(), file, opts)
+        Self::open_source(&LayerSource::from(path), opts)
     }
 
-    /// Detects the containers of an already open view.
+    /// Opens `source` and detects its containers.
     ///
     /// # Errors
     /// As [`Blob::open`].
-    pub fn from_reader(path: PathBuf, file: Arc<dyn ReadAt>, opts: BlobOptions) -> Result<Self> {
+    pub fn open_source(source: &LayerSource, opts: BlobOptions) -> Result<Self> {
+        Self::from_reader(source.clone(), source.open()?, opts)
+    }
+
+    /// Detects the containers of an already open view of `source`.
+    ///
+    /// # Errors
+    /// As [`Blob::open`].
+    pub fn from_reader(
+        source: LayerSource,
+        file: Arc<dyn ReadAt>,
+        opts: BlobOptions,
+    ) -> Result<Self> {
         let file_size = file.len();
         let tar = tar::detect(file.as_ref())?;
         let payload: Arc<dyn ReadAt> = match &tar {
@@ -65,12 +69,37 @@ impl Blob {
             (None, payload)
         };
         Ok(Blob {
-            path,
+            source,
             file_size,
             tar,
             zfile,
             view,
         })
+    }
+
+    /// Where the blob came from.
+    pub fn source(&self) -> &LayerSource {
+        &self.source
+    }
+
+    /// Size of the blob as stored.
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// The tar wrapper, if any.
+    pub fn tar(&self) -> Option<&Payload> {
+        self.tar.as_ref()
+    }
+
+    /// The ZFile container, if any.
+    pub fn zfile(&self) -> Option<&Arc<DynZFile>> {
+        self.zfile.as_ref()
+    }
+
+    /// The innermost view: what an LSMT reader sees.
+    pub fn view(&self) -> &Arc<dyn ReadAt> {
+        &self.view
     }
 
     /// The container chain, outermost first, e.g. `["tar", "zfile"]`.

@@ -1,4 +1,4 @@
-//! Output files of the writers: an [`AtomicFile`] holding raw bytes, a ZFile
+//! Output files of the writers: a crash-safe file holding raw bytes, a ZFile
 //! or a tar-wrapped ZFile (or a tar-wrapped raw file), streamed.
 //!
 //! Bytes go `caller → [ZFile writer] → [tar wrapper] → buffered file`. The
@@ -13,10 +13,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{from_io, Error, Result};
 use crate::format::tar;
 use crate::format::zfile::{self, WriterOptions};
-use crate::fsutil::{AtomicFile, SparseWriter};
+use crate::io::atomic::AtomicFile;
+use crate::io::sparse::SparseWriter;
 
 /// How to package the bytes written.
 #[derive(Debug, Clone, Copy, Default)]
@@ -230,19 +231,6 @@ impl Write for Output {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// Unwraps the library error a [`Write`] impl carried through `io::Error`.
-pub fn from_io(what: &'static str, offset: u64, e: std::io::Error) -> Error {
-    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
-        match e.into_inner().map(|i| i.downcast::<Error>()) {
-            Some(Ok(inner)) => *inner,
-            Some(Err(other)) => Error::io(what, offset, std::io::Error::other(other)),
-            None => Error::invalid(what, "unknown error"),
-        }
-    } else {
-        Error::io(what, offset, e)
     }
 }
 

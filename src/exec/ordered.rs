@@ -7,14 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
+use super::default_threads;
 use crate::error::{Error, Result};
-
-/// The number of worker threads to use when the caller says 0: one per core.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
 
 /// Runs jobs in parallel and hands their results back in order.
 pub struct Ordered<T: Send + 'static> {

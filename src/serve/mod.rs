@@ -1,0 +1,18 @@
+//! Serving a stack as a block device.
+//!
+//! - [`target`]: the transport-neutral block target (read, write, discard,
+//!   flush; read-only; errno);
+//! - [`daemon`]: the background server: fork, the startup handshake, the
+//!   observer of a device's life, run records;
+//! - [`runstate`]: the records of served devices in the run directory;
+//! - [`ublk`]: the Linux ublk transport and device control.
+
+pub mod daemon;
+pub mod runstate;
+pub(crate) mod sys;
+pub mod target;
+#[cfg(target_os = "linux")]
+pub mod ublk;
+
+pub use sys::{BlockedSignals, STOP_SIGNALS};
+pub use target::{ReadOnly, Target};
