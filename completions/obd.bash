@@ -139,7 +139,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__attach)
-            opts="-q -h -V --upper --read-only --queues --depth --foreground --config --timeout --cache-size --json --quiet --help --version"
+            opts="-q -h -V --upper --read-only --queues --depth --foreground --config --timeout --cache-size --ignore-chain --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -177,7 +177,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__commit)
-            opts="-m -p -z -t -f -q -h -V --message --uuid --parent-uuid --zfile --algorithm --level --block-size --threads --tar --force --seal --raw --base --json --quiet --help --version"
+            opts="-m -p -z -t -f -q -h -V --message --uuid --parent-uuid --zfile --algorithm --level --block-size --threads --diff-unit --tar --force --seal --raw --base --ignore-chain --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -204,7 +204,7 @@ _obd() {
                     return 0
                     ;;
                 --algorithm)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "lz4 zstd" -- "${cur}"))
                     return 0
                     ;;
                 --level)
@@ -216,6 +216,10 @@ _obd() {
                     return 0
                     ;;
                 --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --diff-unit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -301,7 +305,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__flatten)
-            opts="-o -f -q -h -V --output --force --upper --cache-size --json --quiet --help --version"
+            opts="-o -f -q -h -V --output --force --upper --cache-size --ignore-chain --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -587,7 +591,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__map)
-            opts="-q -h -V --lba --upper --json --quiet --help --version"
+            opts="-q -h -V --lba --upper --ignore-chain --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -609,7 +613,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__merge)
-            opts="-o -z -t -p -m -f -q -h -V --output --zfile --algorithm --level --block-size --threads --tar --uuid --parent-uuid --message --force --json --quiet --help --version"
+            opts="-o -z -t -p -m -f -q -h -V --output --zfile --algorithm --level --block-size --threads --tar --uuid --parent-uuid --message --force --ignore-chain --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -624,7 +628,7 @@ _obd() {
                     return 0
                     ;;
                 --algorithm)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "lz4 zstd" -- "${cur}"))
                     return 0
                     ;;
                 --level)
@@ -667,7 +671,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__verify)
-            opts="-q -h -V --digest --stack --upper --threads --json --quiet --help --version"
+            opts="-q -h -V --digest --stack --upper --allow-empty --threads --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -714,7 +718,7 @@ _obd() {
             fi
             case "${prev}" in
                 --algorithm)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "lz4 zstd" -- "${cur}"))
                     return 0
                     ;;
                 --level)

@@ -50,6 +50,7 @@ complete -c obd -n "__fish_obd_using_subcommand inspect" -s h -l help -d 'Print 
 complete -c obd -n "__fish_obd_using_subcommand inspect" -s V -l version -d 'Print version'
 complete -c obd -n "__fish_obd_using_subcommand map" -l lba -d 'Show only the extent that holds this sector (512-byte LBA)' -r
 complete -c obd -n "__fish_obd_using_subcommand map" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand map" -l ignore-chain -d 'Accept a stack whose parent-uuid chain is broken (by default an error: layers out of order or one missing)'
 complete -c obd -n "__fish_obd_using_subcommand map" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand map" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand map" -s h -l help -d 'Print help'
@@ -58,6 +59,7 @@ complete -c obd -n "__fish_obd_using_subcommand flatten" -s o -l output -d 'Outp
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s f -l force -d 'Replace OUT if it exists'
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l ignore-chain -d 'Accept a stack whose parent-uuid chain is broken (by default an error: layers out of order or one missing)'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s h -l help -d 'Print help'
@@ -75,6 +77,7 @@ complete -c obd -n "__fish_obd_using_subcommand attach" -l timeout -d 'Give up w
 complete -c obd -n "__fish_obd_using_subcommand attach" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l read-only -d 'Serve the stack read-only even with --upper (the writable layer is not written)'
 complete -c obd -n "__fish_obd_using_subcommand attach" -l foreground -d 'Stay attached: serve the device from this process until SIGINT/SIGTERM'
+complete -c obd -n "__fish_obd_using_subcommand attach" -l ignore-chain -d 'Accept a stack whose parent-uuid chain is broken (by default an error: layers out of order or one missing)'
 complete -c obd -n "__fish_obd_using_subcommand attach" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand attach" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand attach" -s h -l help -d 'Print help'
@@ -99,33 +102,38 @@ complete -c obd -n "__fish_obd_using_subcommand create" -s q -l quiet -d 'Do not
 complete -c obd -n "__fish_obd_using_subcommand create" -s h -l help -d 'Print help'
 complete -c obd -n "__fish_obd_using_subcommand create" -s V -l version -d 'Print version'
 complete -c obd -n "__fish_obd_using_subcommand commit" -s m -l message -d 'Commit message, stored in the layer\'s user tag (at most 256 bytes)' -r
-complete -c obd -n "__fish_obd_using_subcommand commit" -l uuid -d 'UUID of the new layer (default: the null UUID, as the reference)' -r
-complete -c obd -n "__fish_obd_using_subcommand commit" -s p -l parent-uuid -d 'Parent UUID (default: the source\'s parent; with --raw, the top base layer\'s uuid)' -r
-complete -c obd -n "__fish_obd_using_subcommand commit" -l algorithm -d 'Block compression algorithm' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l uuid -d 'UUID of the new layer (default: the source\'s own uuid when it has one, else a fresh random one; 00000000-0000-0000-0000-000000000000 writes the null uuid, as the reference does)' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -s p -l parent-uuid -d 'Parent UUID (default: the top --base layer\'s uuid; else the source\'s parent)' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l algorithm -d 'Block compression algorithm [default: lz4]' -r -f -a "lz4\t''
+zstd\t''"
 complete -c obd -n "__fish_obd_using_subcommand commit" -l level -d 'zstd level (1..=22; the reference always uses 3). Not stored in the file' -r
-complete -c obd -n "__fish_obd_using_subcommand commit" -l block-size -d 'Uncompressed block size: 4K, 8K, 16K, 32K or 64K' -r
-complete -c obd -n "__fish_obd_using_subcommand commit" -l threads -d 'Compression threads (default: one per core). The output does not depend on it' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l block-size -d 'Uncompressed block size [default: 4K]' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l threads -d 'Compression threads, 1 to 1024 (default: one per core). The output does not depend on it' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l diff-unit -d 'With --raw: the unit in which NEW.raw is compared with the base (a multiple of 512 up to 1M); a changed unit is committed whole' -r
 complete -c obd -n "__fish_obd_using_subcommand commit" -l raw -d 'Commit the difference between this raw image and the base stack' -r -F
-complete -c obd -n "__fish_obd_using_subcommand commit" -l base -d 'A base layer for --raw, bottom first (repeat for a stack)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand commit" -l base -d 'A layer of the stack below, bottom first (repeat for a stack). With --raw, the stack to diff against; with a writable layer, the stack it was used over: its size is inherited when the layer\'s is 0, and its top layer\'s uuid is the default parent' -r -F
 complete -c obd -n "__fish_obd_using_subcommand commit" -s z -l zfile -d 'Compress the layer into a ZFile whose header holds the final index (as `overlaybd-commit -z`)'
 complete -c obd -n "__fish_obd_using_subcommand commit" -s t -l tar -d 'Wrap the output in a one-member tar (works without --zfile too, unlike the reference)'
 complete -c obd -n "__fish_obd_using_subcommand commit" -s f -l force -d 'Replace OUT if it exists'
 complete -c obd -n "__fish_obd_using_subcommand commit" -l seal -d 'Seal DATA in place (append its index and a trailer); no OUT'
+complete -c obd -n "__fish_obd_using_subcommand commit" -l ignore-chain -d 'Accept a stack whose parent-uuid chain is broken (by default an error: layers out of order or one missing)'
 complete -c obd -n "__fish_obd_using_subcommand commit" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand commit" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand commit" -s h -l help -d 'Print help'
 complete -c obd -n "__fish_obd_using_subcommand commit" -s V -l version -d 'Print version'
 complete -c obd -n "__fish_obd_using_subcommand merge" -s o -l output -d 'Output layer' -r -F
-complete -c obd -n "__fish_obd_using_subcommand merge" -l algorithm -d 'Block compression algorithm' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l algorithm -d 'Block compression algorithm [default: lz4]' -r -f -a "lz4\t''
+zstd\t''"
 complete -c obd -n "__fish_obd_using_subcommand merge" -l level -d 'zstd level (1..=22; the reference always uses 3). Not stored in the file' -r
-complete -c obd -n "__fish_obd_using_subcommand merge" -l block-size -d 'Uncompressed block size: 4K, 8K, 16K, 32K or 64K' -r
-complete -c obd -n "__fish_obd_using_subcommand merge" -l threads -d 'Compression threads (default: one per core). The output does not depend on it' -r
-complete -c obd -n "__fish_obd_using_subcommand merge" -l uuid -d 'UUID of the merged layer (default: the null UUID)' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l block-size -d 'Uncompressed block size [default: 4K]' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l threads -d 'Compression threads, 1 to 1024 (default: one per core). The output does not depend on it' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l uuid -d 'UUID of the merged layer (default: a fresh random one; 00000000-0000-0000-0000-000000000000 writes the null uuid, as the reference does)' -r
 complete -c obd -n "__fish_obd_using_subcommand merge" -s p -l parent-uuid -d 'Parent UUID (default: the bottom layer\'s parent)' -r
 complete -c obd -n "__fish_obd_using_subcommand merge" -s m -l message -d 'Commit message (default: none, as `overlaybd-merge`)' -r
 complete -c obd -n "__fish_obd_using_subcommand merge" -s z -l zfile -d 'Compress the output into a ZFile (trailer only, as `overlaybd-merge`)'
 complete -c obd -n "__fish_obd_using_subcommand merge" -s t -l tar -d 'Wrap the output in a one-member tar'
 complete -c obd -n "__fish_obd_using_subcommand merge" -s f -l force -d 'Replace OUT if it exists'
+complete -c obd -n "__fish_obd_using_subcommand merge" -l ignore-chain -d 'Accept a stack whose parent-uuid chain is broken (by default an error: layers out of order or one missing)'
 complete -c obd -n "__fish_obd_using_subcommand merge" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand merge" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand merge" -s h -l help -d 'Print help'
@@ -137,17 +145,18 @@ complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subco
 complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subcommand_from compress decompress help" -f -a "compress" -d 'Compress a file (or stdin) into a ZFile, optionally tar-wrapped'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subcommand_from compress decompress help" -f -a "decompress" -d 'Decompress a ZFile (tar wrapper detected) into a plain file or stdout'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and not __fish_seen_subcommand_from compress decompress help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l algorithm -d 'Block compression algorithm' -r
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l algorithm -d 'Block compression algorithm [default: lz4]' -r -f -a "lz4\t''
+zstd\t''"
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l level -d 'zstd level (1..=22; the reference always uses 3). Not stored in the file' -r
-complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l block-size -d 'Uncompressed block size: 4K, 8K, 16K, 32K or 64K' -r
-complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l threads -d 'Compression threads (default: one per core). The output does not depend on it' -r
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l block-size -d 'Uncompressed block size [default: 4K]' -r
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l threads -d 'Compression threads, 1 to 1024 (default: one per core). The output does not depend on it' -r
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l tar -d 'Wrap the ZFile in a one-member tar, as `overlaybd-zfile -t` does'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -s f -l force -d 'Replace OUT if it exists'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -s h -l help -d 'Print help'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from compress" -s V -l version -d 'Print version'
-complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -l threads -d 'Decompression threads (default: one per core)' -r
+complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -l threads -d 'Decompression threads, 1 to 1024 (default: one per core)' -r
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -s f -l force -d 'Replace OUT if it exists'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from decompress" -s q -l quiet -d 'Do not show progress bars'
@@ -158,8 +167,9 @@ complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcomman
 complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c obd -n "__fish_obd_using_subcommand verify" -l digest -d 'The SHA-256 the blob must have, as a registry digest (the whole file as stored); checked in the same pass as everything else. One file only' -r
 complete -c obd -n "__fish_obd_using_subcommand verify" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
-complete -c obd -n "__fish_obd_using_subcommand verify" -l threads -d 'Worker threads (default: one per CPU)' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l threads -d 'Worker threads, 1 to 1024 (default: one per core)' -r
 complete -c obd -n "__fish_obd_using_subcommand verify" -l stack -d 'Also check the files as one stack (bottom first): parent-uuid chain, virtual sizes, each layer valid'
+complete -c obd -n "__fish_obd_using_subcommand verify" -l allow-empty -d 'Pass when the paths hold no layer blob at all (by default that fails: a CI gate over a directory that was never filled must not pass)'
 complete -c obd -n "__fish_obd_using_subcommand verify" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand verify" -s q -l quiet -d 'Do not show progress bars'
 complete -c obd -n "__fish_obd_using_subcommand verify" -s h -l help -d 'Print help'

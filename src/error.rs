@@ -27,8 +27,16 @@ pub enum Error {
         cause: io::Error,
     },
     /// A file could not be opened.
-    #[error("cannot open: {cause}")]
+    #[error("cannot open: {}", os_message(cause))]
     Open { cause: io::Error },
+    /// A file-system step on a named file failed (creating, naming or
+    /// syncing an output): `path: cannot create: No such file or directory`.
+    #[error("{path}: cannot {action}: {}", os_message(cause))]
+    File {
+        path: String,
+        action: &'static str,
+        cause: io::Error,
+    },
     /// A magic number did not match.
     #[error("{what} at {offset:#x}: bad magic")]
     BadMagic { what: &'static str, offset: u64 },
@@ -122,7 +130,7 @@ impl Error {
     /// everything that is wrong with the data.
     pub fn errno(&self) -> i32 {
         match self {
-            Error::Io { cause, .. } | Error::Open { cause } => {
+            Error::Io { cause, .. } | Error::Open { cause } | Error::File { cause, .. } => {
                 cause.raw_os_error().unwrap_or(libc::EIO)
             }
             Error::Invalid { .. } | Error::OutOfRange { .. } => libc::EINVAL,
@@ -140,6 +148,78 @@ impl Error {
                 e,
                 Error::BadMagic { .. } | Error::Corrupt { .. } | Error::Checksum { .. }
             ),
+        }
+    }
+}
+
+/// An OS error as people read it: `No such file or directory`, without
+/// Rust's `(os error 2)` or a temporary path a wrapper added.
+pub fn os_message(e: &io::Error) -> String {
+    match raw_os_error(e) {
+        Some(n) => strip_os_error(&io::Error::from_raw_os_error(n).to_string()).to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// The OS error number of `e`, or of the I/O error a wrapper (such as a
+/// temporary-file crate's path error) carries.
+fn raw_os_error(e: &io::Error) -> Option<i32> {
+    if let Some(n) = e.raw_os_error() {
+        return Some(n);
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|i| i as _);
+    while let Some(c) = cur {
+        if let Some(n) = c
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
+            return Some(n);
+        }
+        cur = c.source();
+    }
+    // A wrapper that kept only the kind: the usual errno of that kind.
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => Some(libc::ENOENT),
+        K::PermissionDenied => Some(libc::EACCES),
+        K::ReadOnlyFilesystem => Some(libc::EROFS),
+        K::StorageFull => Some(libc::ENOSPC),
+        K::AlreadyExists => Some(libc::EEXIST),
+        K::NotADirectory => Some(libc::ENOTDIR),
+        K::IsADirectory => Some(libc::EISDIR),
+        _ => None,
+    }
+}
+
+/// `text` without Rust's ` (os error N)` after an OS message.
+pub fn strip_os_error(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(" (os error ") {
+        let tail = &rest[i + " (os error ".len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + 1]);
+            rest = &rest[i + 1..];
+        }
+    }
+    if out.is_empty() {
+        return std::borrow::Cow::Borrowed(rest);
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+impl Error {
+    /// Shorthand for [`Error::File`].
+    pub fn file(path: &std::path::Path, action: &'static str, cause: io::Error) -> Self {
+        Error::File {
+            path: path.display().to_string(),
+            action,
+            cause,
         }
     }
 }

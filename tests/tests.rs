@@ -10,6 +10,7 @@ mod crash;
 mod fixtures;
 mod fuzz_regressions;
 mod read;
+mod usability;
 mod verify;
 mod vm;
 mod vmkit;

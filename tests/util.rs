@@ -15,6 +15,11 @@ pub fn fx(name: &str) -> PathBuf {
     fixtures().join(name)
 }
 
+/// A fixture's path as a string.
+pub fn fxs(name: &str) -> String {
+    fx(name).display().to_string()
+}
+
 /// The parsed MANIFEST.json.
 pub fn manifest() -> serde_json::Value {
     let text = std::fs::read_to_string(fx("MANIFEST.json")).expect("MANIFEST.json");

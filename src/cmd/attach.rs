@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{print_json, CacheArgs, GlobalArgs, UpperArgs};
+use super::{print_json, CacheArgs, ChainArgs, GlobalArgs, UpperArgs};
 use crate::serve::daemon::{self, Finished, Plan};
 use crate::serve::runstate::Record;
 use crate::serve::ublk::{Options, Ublk};
@@ -47,6 +47,9 @@ pub struct Args {
     /// Block cache.
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// Chain check.
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// Layer blobs, bottom first.
     #[arg(required_unless_present_any = ["upper", "config"])]
     pub layers: Vec<PathBuf>,
@@ -92,6 +95,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
             ..ReadOptions::default()
         },
         foreground: a.foreground,
+        ignore_chain: a.chain.ignore_chain,
         queues: a.queues,
         depth: a.depth,
         start_timeout: Duration::from_secs(a.timeout),

@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::zfile::{out_err, rate, ZfileArgs};
-use super::{human, print_json, GlobalArgs, Progress};
+use super::{check_chain, human, print_json, ChainArgs, GlobalArgs, Progress};
 use crate::format::lsmt::Layer;
 use crate::format::uuid::Uuid;
 use crate::io::FileAt;
@@ -35,19 +35,25 @@ pub struct Args {
     /// Commit message, stored in the layer's user tag (at most 256 bytes).
     #[arg(short = 'm', long = "message", value_name = "MSG")]
     pub message: Option<String>,
-    /// UUID of the new layer (default: the null UUID, as the reference).
+    /// UUID of the new layer (default: the source's own uuid when it has one,
+    /// else a fresh random one; 00000000-0000-0000-0000-000000000000 writes the
+    /// null uuid, as the reference does).
     #[arg(long, value_name = "UUID")]
     pub uuid: Option<String>,
-    /// Parent UUID (default: the source's parent; with --raw, the top base layer's uuid).
+    /// Parent UUID (default: the top --base layer's uuid; else the source's parent).
     #[arg(short = 'p', long, value_name = "UUID")]
     pub parent_uuid: Option<String>,
     /// Compress the layer into a ZFile whose header holds the final index
     /// (as `overlaybd-commit -z`).
     #[arg(short = 'z', long)]
     pub zfile: bool,
-    /// ZFile options (with --zfile). With --raw, --block-size is also the comparison unit.
+    /// ZFile options (with --zfile only).
     #[command(flatten)]
     pub z: ZfileArgs,
+    /// With --raw: the unit in which NEW.raw is compared with the base (a
+    /// multiple of 512 up to 1M); a changed unit is committed whole.
+    #[arg(long, value_name = "SIZE", default_value = "4K", value_parser = super::parse_size, requires = "raw")]
+    pub diff_unit: u64,
     /// Wrap the output in a one-member tar (works without --zfile too, unlike the reference).
     #[arg(short = 't', long)]
     pub tar: bool,
@@ -60,9 +66,15 @@ pub struct Args {
     /// Commit the difference between this raw image and the base stack.
     #[arg(long, value_name = "NEW.raw")]
     pub raw: Option<PathBuf>,
-    /// A base layer for --raw, bottom first (repeat for a stack).
-    #[arg(long, value_name = "LAYER", requires = "raw")]
+    /// A layer of the stack below, bottom first (repeat for a stack). With
+    /// --raw, the stack to diff against; with a writable layer, the stack it
+    /// was used over: its size is inherited when the layer's is 0, and its
+    /// top layer's uuid is the default parent.
+    #[arg(long, value_name = "LAYER")]
     pub base: Vec<PathBuf>,
+    /// Chain check of the --base stack.
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// DATA INDEX OUT, LAYER OUT, DATA INDEX (--seal) or OUT (--raw).
     #[arg(required = true, num_args = 1..=3, value_name = "FILES")]
     pub files: Vec<PathBuf>,
@@ -83,7 +95,26 @@ fn meta(a: &Args) -> anyhow::Result<CommitMeta> {
         uuid: Uuid::parse_opt("--uuid", a.uuid.as_deref())?,
         parent_uuid: Uuid::parse_opt("--parent-uuid", a.parent_uuid.as_deref())?,
         message: a.message.clone().unwrap_or_default().into_bytes(),
+        inherited_size: None,
     })
+}
+
+/// The identity of a layer made from `layer` over `base`: the uuid given,
+/// else the source's own (a writable layer's random one), else a fresh one;
+/// the parent given, else the base's top uuid (else the source's parent,
+/// which the library fills in); the base's size to inherit.
+fn identity(mut m: CommitMeta, layer: &Layer, base: Option<&Stack>) -> CommitMeta {
+    let own = layer.authoritative().uuid().filter(|u| !u.is_null());
+    m.uuid = Some(m.uuid.or(own).unwrap_or_else(Uuid::random));
+    if let Some(b) = base {
+        m.parent_uuid = m.parent_uuid.or_else(|| {
+            b.layers()
+                .last()
+                .and_then(|l| l.layer().authoritative().uuid())
+        });
+        m.inherited_size = Some(b.virtual_size());
+    }
+    m
 }
 
 fn out_opts(a: &Args) -> anyhow::Result<OutputOptions> {
@@ -124,6 +155,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         }
         return Ok(ExitCode::SUCCESS);
     }
+    a.z.refuse_without_zfile(a.zfile)?;
     let m = meta(&a)?;
     let oo = out_opts(&a)?;
     let t0 = Instant::now();
@@ -132,17 +164,15 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
             return Err(usage("--raw takes one OUT"));
         };
         let image = FileAt::open(new).with_context(|| new.display().to_string())?;
-        let base = if a.base.is_empty() {
-            None
-        } else {
-            Some(Stack::open(&a.base, None, BlobOptions::default())?)
-        };
+        let base = open_base(g, &a)?;
+        let mut m = m;
+        m.uuid = Some(m.uuid.unwrap_or_else(Uuid::random));
         let bar = Progress::bytes(g, crate::ReadAt::len(&image), "diff");
         let r = diff::commit_diff(
             &image,
             base.as_ref(),
             DiffOptions {
-                block_size: a.z.block_size,
+                block_size: a.diff_unit,
             },
             &m,
             dest,
@@ -156,6 +186,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         let vol = crate::ReadAt::len(&image);
         ("raw", inputs, dest.clone(), r, vol)
     } else {
+        let base = open_base(g, &a)?;
         let (layer, inputs, dest) = match a.files.as_slice() {
             [data, index, dest] => {
                 let d = std::fs::File::open(data).with_context(|| data.display().to_string())?;
@@ -175,6 +206,14 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
             .filter(|s| !s.zeroed)
             .map(|s| s.length as u64 * crate::format::lsmt::raw::SECTOR_SIZE)
             .sum();
+        if layer.header().virtual_size == 0 && base.is_none() {
+            anyhow::bail!(
+                "{}: the layer's virtual size is 0 (it inherits the size of the stack it is \
+                 used over); give that stack with --base LAYER... (bottom first)",
+                inputs[0].display()
+            );
+        }
+        let m = identity(m, &layer, base.as_ref());
         let bar = Progress::bytes(g, total, "commit");
         let r = commit::commit_layer(&layer, &m, dest, oo, &mut |n| bar.inc(n))
             .map_err(|e| out_err(dest, e))?;
@@ -186,6 +225,15 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     let secs = t0.elapsed().as_secs_f64();
     print_report(g, out, mode, inputs, &dest, &report, secs, volume)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn open_base(g: &GlobalArgs, a: &Args) -> anyhow::Result<Option<Stack>> {
+    if a.base.is_empty() {
+        return Ok(None);
+    }
+    let stack = Stack::open(&a.base, None, BlobOptions::default())?;
+    check_chain(g, &a.chain, &stack)?;
+    Ok(Some(stack))
 }
 
 fn open_ro(src: &Path) -> anyhow::Result<Layer> {
@@ -205,6 +253,7 @@ pub(crate) fn print_report(
     secs: f64,
     volume: u64,
 ) -> anyhow::Result<()> {
+    super::warn_oversized(&r.output);
     if g.json {
         print_json(
             out,

@@ -176,6 +176,7 @@ fn build_layer(
             uuid: Some(demo_uuid(i)),
             parent_uuid: None,
             message: format!("obd demo layer {i}").into_bytes(),
+            inherited_size: None,
         },
         &out,
         OutputOptions {

@@ -4,7 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{human, print_json, CacheArgs, GlobalArgs, Progress, UpperArgs};
+use super::zfile::out_err;
+use super::{
+    check_chain, human, print_json, CacheArgs, ChainArgs, GlobalArgs, Progress, UpperArgs,
+};
 use crate::io::atomic::AtomicFile;
 use crate::stack::{ReadOptions, Stack};
 
@@ -23,6 +26,9 @@ pub struct Args {
     /// Block cache.
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// Chain check.
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// Layer blobs, bottom first.
     #[arg(required_unless_present = "upper")]
     pub layers: Vec<PathBuf>,
@@ -38,17 +44,20 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         ..Default::default()
     };
     let stack = Stack::open_with(&a.layers, a.upper.pair(), opts)?;
+    check_chain(g, &a.chain, &stack)?;
     let progress = Progress::bytes(g, stack.virtual_size(), "flatten");
     if a.output.as_os_str() == "-" {
+        super::refuse_terminal()?;
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
         crate::ops::flatten::to_writer(&stack, &mut lock, &progress.callback())?;
         progress.finish();
         return Ok(ExitCode::SUCCESS);
     }
-    let file = AtomicFile::create(&a.output, a.force)?;
-    let stats = crate::ops::flatten::to_file(&stack, file.file(), &progress.callback())?;
-    file.commit()?;
+    let file = AtomicFile::create(&a.output, a.force).map_err(|e| out_err(&a.output, e))?;
+    let stats = crate::ops::flatten::to_file(&stack, file.file(), &progress.callback())
+        .map_err(|e| out_err(&a.output, e))?;
+    file.commit().map_err(|e| out_err(&a.output, e))?;
     progress.finish();
     if g.json {
         print_json(

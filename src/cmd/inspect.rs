@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
 use super::{human, print_json, GlobalArgs, UpperArgs};
@@ -44,23 +43,48 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut reports = Vec::new();
-    for f in &a.files {
-        let r = inspect::inspect_file(f, a.index, BlobOptions::default())
-            .with_context(|| f.display().to_string())?;
-        reports.push(r);
-    }
+    // Every file is reported: a file that cannot be inspected gets an error
+    // entry (and a line on stderr), and the exit status says so at the end.
+    let reports: Vec<(String, Result<FileReport, String>)> = a
+        .files
+        .iter()
+        .map(|f| {
+            let name = f.display().to_string();
+            let r = inspect::inspect_file(f, a.index, BlobOptions::default())
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e).context(name.clone())));
+            (name, r)
+        })
+        .collect();
+    let failed = reports.iter().filter(|r| r.1.is_err()).count();
     if g.json {
-        print_json(out, &serde_json::json!({ "files": reports }))?;
+        let files: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(name, r)| match r {
+                Ok(r) => serde_json::to_value(r),
+                Err(e) => Ok(serde_json::json!({ "path": name, "error": e })),
+            })
+            .collect::<Result<_, _>>()?;
+        print_json(out, &serde_json::json!({ "files": files }))?;
     } else {
-        for (i, r) in reports.iter().enumerate() {
-            if i > 0 {
-                writeln!(out)?;
+        let mut first = true;
+        for (_, r) in &reports {
+            match r {
+                Ok(r) => {
+                    if !first {
+                        writeln!(out)?;
+                    }
+                    first = false;
+                    print_file(out, r)?;
+                }
+                Err(e) => eprintln!("obd: {e}"),
             }
-            print_file(out, r)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn table() -> Table {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 
-use super::{print_json, GlobalArgs, UpperArgs};
+use super::{check_chain, print_json, ChainArgs, GlobalArgs, UpperArgs};
 use crate::format::lsmt::raw::SECTOR_SIZE;
 use crate::source::blob::BlobOptions;
 use crate::stack::{Extent, Source, Stack};
@@ -21,6 +21,9 @@ pub struct Args {
     /// Writable top layer.
     #[command(flatten)]
     pub upper: UpperArgs,
+    /// Chain check.
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// Layer blobs, bottom first.
     #[arg(required_unless_present = "upper")]
     pub layers: Vec<PathBuf>,
@@ -47,6 +50,7 @@ struct MapReport {
 /// Layers that cannot be opened; `--lba` past the end of the disk.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let stack = Stack::open(&a.layers, a.upper.pair(), BlobOptions::default())?;
+    check_chain(g, &a.chain, &stack)?;
     let names: Vec<String> = stack
         .layers()
         .iter()

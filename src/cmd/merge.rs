@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::commit::print_report;
 use super::zfile::{out_err, ZfileArgs};
-use super::{GlobalArgs, Progress};
+use super::{check_chain, ChainArgs, GlobalArgs, Progress};
 use crate::format::uuid::Uuid;
 use crate::ops::commit::CommitMeta;
 use crate::ops::output::OutputOptions;
@@ -29,7 +29,8 @@ pub struct Args {
     /// Wrap the output in a one-member tar.
     #[arg(short = 't', long)]
     pub tar: bool,
-    /// UUID of the merged layer (default: the null UUID).
+    /// UUID of the merged layer (default: a fresh random one;
+    /// 00000000-0000-0000-0000-000000000000 writes the null uuid, as the reference does).
     #[arg(long, value_name = "UUID")]
     pub uuid: Option<String>,
     /// Parent UUID (default: the bottom layer's parent).
@@ -41,6 +42,9 @@ pub struct Args {
     /// Replace OUT if it exists.
     #[arg(short, long)]
     pub force: bool,
+    /// Chain check.
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// Read-only layer blobs, bottom first.
     #[arg(required = true)]
     pub layers: Vec<PathBuf>,
@@ -51,10 +55,12 @@ pub struct Args {
 /// # Errors
 /// Unreadable layers, an existing output without `--force`, write errors.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    a.z.refuse_without_zfile(a.zfile)?;
     let meta = CommitMeta {
-        uuid: Uuid::parse_opt("--uuid", a.uuid.as_deref())?,
+        uuid: Some(Uuid::parse_opt("--uuid", a.uuid.as_deref())?.unwrap_or_else(Uuid::random)),
         parent_uuid: Uuid::parse_opt("--parent-uuid", a.parent_uuid.as_deref())?,
         message: a.message.clone().unwrap_or_default().into_bytes(),
+        inherited_size: None,
     };
     let oo = OutputOptions {
         zfile: if a.zfile { Some(a.z.options()?) } else { None },
@@ -65,6 +71,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     };
     let t0 = Instant::now();
     let stack = Stack::open(&a.layers, None, BlobOptions::default())?;
+    check_chain(g, &a.chain, &stack)?;
     let total: u64 = stack
         .mappings()
         .iter()

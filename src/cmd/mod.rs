@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[cfg(target_os = "linux")]
 pub mod attach;
@@ -102,6 +102,37 @@ impl UpperArgs {
     }
 }
 
+/// The parent-uuid chain check of the commands that read a stack.
+#[derive(Debug, Clone, Args)]
+pub struct ChainArgs {
+    /// Accept a stack whose parent-uuid chain is broken (by default an
+    /// error: layers out of order or one missing).
+    #[arg(long)]
+    pub ignore_chain: bool,
+}
+
+/// Refuses a stack whose parent-uuid chain is broken, unless
+/// `--ignore-chain`; says once on stderr when links cannot be checked.
+///
+/// # Errors
+/// The first break, naming both layers.
+pub(crate) fn check_chain(
+    g: &GlobalArgs,
+    c: &ChainArgs,
+    stack: &crate::stack::Stack,
+) -> anyhow::Result<()> {
+    let chain = stack.checked_chain(c.ignore_chain)?;
+    if !chain.unchecked.is_empty() && !g.quiet {
+        let which: Vec<String> = chain.unchecked.iter().map(|i| i.to_string()).collect();
+        eprintln!(
+            "obd: note: the parent chain cannot be checked at {} {} (null uuids)",
+            if which.len() == 1 { "layer" } else { "layers" },
+            which.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// The decompressed-block cache of a stack's ZFile layers: `--cache-size`.
 #[derive(Debug, Clone, Args)]
 pub struct CacheArgs {
@@ -118,6 +149,22 @@ impl CacheArgs {
             size: self.cache_size,
         }
     }
+}
+
+/// Most threads any `--threads` takes.
+pub const MAX_THREADS: usize = 1024;
+
+/// Parses `--threads`: 1 to [`MAX_THREADS`]. (Workers beyond four per core
+/// are not started whatever the option says: they would only add switching.)
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of threads (give 1 to {MAX_THREADS})"))?;
+    if !(1..=MAX_THREADS).contains(&n) {
+        return Err(format!("{n} threads: give 1 to {MAX_THREADS}"));
+    }
+    Ok(n)
 }
 
 /// Parses sizes such as `4096`, `4K`, `64KiB`, `1G` (binary units).
@@ -157,6 +204,31 @@ pub fn human(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// Warns on stderr, even under `-q`, when a ZFile was written that the
+/// reference's reader cannot read (blocks over 64 KiB on disk).
+pub(crate) fn warn_oversized(r: &crate::ops::output::OutputReport) {
+    if let Some(n @ 1..) = r.oversized_blocks {
+        eprintln!(
+            "obd: warning: {}: {n} ZFile {} larger than 64 KiB compressed, which overlaybd's \
+             reader cannot read (obd can); a block size under 64K avoids it",
+            r.path,
+            if n == 1 { "block is" } else { "blocks are" }
+        );
+    }
+}
+
+/// Refuses to write binary data to a terminal (as zstd does).
+///
+/// # Errors
+/// When stdout is a terminal.
+pub(crate) fn refuse_terminal() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        anyhow::bail!("stdout is a terminal; use -o FILE or a pipe");
+    }
+    Ok(())
 }
 
 /// Writes `value` as one pretty JSON document.
@@ -225,6 +297,27 @@ fn remove_outputs_on_signal() {
     });
 }
 
+/// `obd --version`: the version, the commit and date of the build, and
+/// what this build can do on this machine.
+pub fn long_version() -> String {
+    let ublk = if cfg!(target_os = "linux") {
+        if std::path::Path::new(crate::serve::ublk::CONTROL_PATH).exists() {
+            "ublk (driver loaded)"
+        } else {
+            "ublk (driver not loaded)"
+        }
+    } else {
+        "no ublk (not Linux)"
+    };
+    format!(
+        "{} (commit {}, built {})\nfeatures: {ublk}; index lookup kernel {}; lz4 (lz4_flex), zstd",
+        env!("CARGO_PKG_VERSION"),
+        env!("OBD_GIT_COMMIT"),
+        env!("OBD_BUILD_DATE"),
+        crate::stack::Kernel::best().name()
+    )
+}
+
 /// The binary's entry point.
 pub fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
@@ -240,15 +333,20 @@ pub fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("obd: internal error: {msg}{at}; please report this");
     }));
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::command()
+        .long_version(&*Box::leak(long_version().into_boxed_str()))
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            eprintln!("obd: {}", usage_error(&e));
+            return ExitCode::from(2);
+        }
         Err(e) => {
+            // --help and --version.
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return ExitCode::SUCCESS;
         }
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -260,13 +358,48 @@ pub fn main() -> ExitCode {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
             if is_broken_pipe(&e) {
-                return ExitCode::SUCCESS;
+                // As `cat` killed by SIGPIPE reports it: the reader went
+                // away and what was written is cut short.
+                return ExitCode::from(141);
             }
-            eprintln!("obd: {e:#}");
+            eprintln!("obd: {}", crate::error::strip_os_error(&format!("{e:#}")));
             ExitCode::from(2)
         }
         Err(_) => ExitCode::from(2),
     }
+}
+
+/// A usage error as one line: clap's message without its `error: ` prefix,
+/// usage block and tips, and where to read more.
+fn usage_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("bad usage");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let values = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("[possible values:"));
+    let first = match values {
+        Some(v) => format!("{first} {v}"),
+        None => first.to_string(),
+    };
+    // The subcommand path the arguments name: `obd zfile compress`.
+    let mut cmd = Cli::command();
+    let mut path = vec!["obd".to_string()];
+    for a in std::env::args().skip(1).filter(|a| !a.starts_with('-')) {
+        match cmd.find_subcommand(&a) {
+            Some(sub) => {
+                path.push(a.clone());
+                cmd = sub.clone();
+            }
+            None => break,
+        }
+    }
+    format!("{first} (see {} --help)", path.join(" "))
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -284,7 +417,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_is_consistent() {

@@ -29,27 +29,44 @@ pub struct Args {
     /// with --stack.
     #[command(flatten)]
     pub upper: UpperArgs,
-    /// Worker threads (default: one per CPU).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub threads: Option<u32>,
+    /// Pass when the paths hold no layer blob at all (by default that fails:
+    /// a CI gate over a directory that was never filled must not pass).
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Worker threads, 1 to 1024 (default: one per core).
+    #[arg(long, value_name = "N", value_parser = super::parse_threads)]
+    pub threads: Option<usize>,
     /// Layer blobs or directories (walked; files that are not layers are
     /// listed as skipped).
     #[arg(required_unless_present = "upper", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }
 
-/// Runs `obd verify`.
+/// Runs `obd verify`. Under `--json` an error that keeps verify from
+/// running is a JSON document too (`{"error": "..."}`), so that a CI step
+/// piping the output into `jq` sees it.
 ///
 /// # Errors
 /// Usage errors and paths that cannot be read (exit 2).
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let r = run_checks(g, a, out);
+    if let (true, Err(e)) = (g.json, &r) {
+        print_json(
+            out,
+            &serde_json::json!({ "ok": false, "error": format!("{e:#}") }),
+        )?;
+    }
+    r
+}
+
+fn run_checks(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     if a.digest.is_some() && (a.paths.len() != 1 || a.upper.upper.is_some() || a.stack) {
         bail!("--digest checks one blob: give exactly one file");
     }
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = a.threads {
-        pool = pool.num_threads(n as usize);
+        pool = pool.num_threads(crate::exec::bounded_threads(n));
     }
     let pool = pool.build().context("starting worker threads")?;
     for p in &a.paths {
@@ -108,7 +125,15 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     let stack = a
         .stack
         .then(|| verify::verify_stack(&files, a.upper.upper.is_some(), &a.paths, a.upper.pair()));
-    let report = Report::new(files, stack, started);
+    let mut report = Report::new(files, stack, started);
+    if !report.found_layers() && !a.allow_empty {
+        report.no_layers_found();
+        let paths: Vec<String> = a.paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "obd: {}: no layer blobs found (--allow-empty accepts that)",
+            paths.join(", ")
+        );
+    }
     if g.json {
         print_json(out, &report)?;
     } else {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::{human, parse_size, print_json, GlobalArgs, Progress};
+use super::{human, parse_size, parse_threads, print_json, GlobalArgs, Progress};
 use crate::format::zfile::{self, Algorithm, WriterOptions};
 use crate::ops::output::{Output, OutputOptions, OutputReport};
 use crate::source::blob::{Blob, BlobOptions};
@@ -26,18 +26,34 @@ pub enum Command {
 /// ZFile options shared by every writer.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ZfileArgs {
-    /// Block compression algorithm.
-    #[arg(long, default_value = "lz4", value_name = "lz4|zstd")]
-    pub algorithm: Algorithm,
+    /// Block compression algorithm [default: lz4].
+    #[arg(long, value_name = "ALGORITHM", value_parser = ["lz4", "zstd"])]
+    pub algorithm: Option<String>,
     /// zstd level (1..=22; the reference always uses 3). Not stored in the file.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=22))]
     pub level: Option<i32>,
-    /// Uncompressed block size: 4K, 8K, 16K, 32K or 64K.
-    #[arg(long, value_name = "SIZE", default_value = "4K", value_parser = parse_size)]
-    pub block_size: u64,
-    /// Compression threads (default: one per core). The output does not depend on it.
-    #[arg(long, value_name = "N")]
+    /// Uncompressed block size [default: 4K].
+    #[arg(long, value_name = "SIZE", value_parser = parse_block_size)]
+    pub block_size: Option<u64>,
+    /// Compression threads, 1 to 1024 (default: one per core). The output does
+    /// not depend on it.
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
+}
+
+/// ZFile block sizes obd writes.
+pub const BLOCK_SIZES: [&str; 5] = ["4K", "8K", "16K", "32K", "64K"];
+
+/// Parses `--block-size`: one of [`BLOCK_SIZES`].
+fn parse_block_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if !n.is_power_of_two() || !(4096..=65536).contains(&n) {
+        return Err(format!(
+            "{s:?} is not a ZFile block size (give one of {})",
+            BLOCK_SIZES.join(", ")
+        ));
+    }
+    Ok(n)
 }
 
 impl ZfileArgs {
@@ -46,13 +62,18 @@ impl ZfileArgs {
     /// # Errors
     /// A block size obd does not write; `--level` with LZ4.
     pub fn options(&self) -> anyhow::Result<WriterOptions> {
-        if self.level.is_some() && self.algorithm == Algorithm::Lz4 {
+        let algorithm: Algorithm = match self.algorithm.as_deref() {
+            None => Algorithm::Lz4,
+            Some(a) => a.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        };
+        if self.level.is_some() && algorithm == Algorithm::Lz4 {
             anyhow::bail!("--level applies to zstd only (LZ4 has one level)");
         }
-        let block_size = u32::try_from(self.block_size)
-            .map_err(|_| anyhow::anyhow!("--block-size {} is too large", self.block_size))?;
+        let block_size = self.block_size.unwrap_or(4096);
+        let block_size = u32::try_from(block_size)
+            .map_err(|_| anyhow::anyhow!("--block-size {block_size} is too large"))?;
         let o = WriterOptions {
-            algorithm: self.algorithm,
+            algorithm,
             block_size,
             crc: true,
             level: self.level.unwrap_or(3),
@@ -64,6 +85,30 @@ impl ZfileArgs {
     /// Worker threads (0 = one per core).
     pub fn threads(&self) -> usize {
         self.threads.unwrap_or(0)
+    }
+
+    /// Refuses ZFile options given to a command that writes no ZFile
+    /// (`commit` or `merge` without `-z`): they would do nothing.
+    ///
+    /// # Errors
+    /// The first such option.
+    pub fn refuse_without_zfile(&self, zfile: bool) -> anyhow::Result<()> {
+        if zfile {
+            return Ok(());
+        }
+        for (given, name) in [
+            (self.algorithm.is_some(), "--algorithm"),
+            (self.level.is_some(), "--level"),
+            (self.block_size.is_some(), "--block-size"),
+            (self.threads.is_some(), "--threads"),
+        ] {
+            if given {
+                anyhow::bail!(
+                    "{name} applies to ZFile output only: add -z/--zfile, or leave it out"
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -88,8 +133,8 @@ pub struct CompressArgs {
 /// Arguments of `obd zfile decompress`.
 #[derive(Debug, clap::Args)]
 pub struct DecompressArgs {
-    /// Decompression threads (default: one per core).
-    #[arg(long, value_name = "N")]
+    /// Decompression threads, 1 to 1024 (default: one per core).
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
     /// Replace OUT if it exists.
     #[arg(short, long)]
@@ -125,7 +170,7 @@ pub fn run(g: &GlobalArgs, c: Command, out: &mut dyn Write) -> anyhow::Result<Ex
 /// Names the output in an error unless the message already does.
 pub(crate) fn out_err(path: &std::path::Path, e: crate::Error) -> anyhow::Error {
     match e {
-        e @ crate::Error::Invalid { .. } => e.into(),
+        e @ (crate::Error::Invalid { .. } | crate::Error::File { .. }) => e.into(),
         e => anyhow::Error::from(e).context(path.display().to_string()),
     }
 }
@@ -168,6 +213,7 @@ fn compress(g: &GlobalArgs, a: CompressArgs, out: &mut dyn Write) -> anyhow::Res
         .with_context(|| a.input.display().to_string())?;
     let report = o.finish().with_context(|| a.output.display().to_string())?;
     progress.finish();
+    super::warn_oversized(&report);
     let secs = t0.elapsed().as_secs_f64();
     let r = Report {
         input: a.input.display().to_string(),
@@ -210,6 +256,7 @@ fn decompress(g: &GlobalArgs, a: DecompressArgs, out: &mut dyn Write) -> anyhow:
     let threads = a.threads.unwrap_or(0);
     let progress = Progress::bytes(g, size, "decompress");
     if a.output.as_os_str() == "-" {
+        super::refuse_terminal()?;
         let stdout = std::io::stdout();
         let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         crate::ops::unpack::to_writer(z, &mut lock, threads, &mut |n| progress.inc(n))
@@ -229,6 +276,7 @@ fn decompress(g: &GlobalArgs, a: DecompressArgs, out: &mut dyn Write) -> anyhow:
         content_size: n,
         containers: Vec::new(),
         zfile_blocks: None,
+        oversized_blocks: None,
         algorithm: None,
         block_size: None,
     };

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
-use super::default_threads;
 use crate::error::{Error, Result};
 
 /// Runs jobs in parallel and hands their results back in order.
@@ -28,11 +27,7 @@ impl<T: Send + 'static> Ordered<T> {
     /// # Errors
     /// [`Error::Io`] when the worker threads cannot be started.
     pub fn new(threads: usize, max_outstanding: usize) -> Result<Self> {
-        let threads = if threads == 0 {
-            default_threads()
-        } else {
-            threads
-        };
+        let threads = super::bounded_threads(threads);
         let pool = if threads > 1 {
             let p = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

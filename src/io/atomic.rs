@@ -68,13 +68,21 @@ impl Drop for Pending {
 
 /// A file without a name in `dir`, or None when the file system (or the
 /// kernel) has no `O_TMPFILE`.
-fn unnamed_in(dir: &Path) -> Option<File> {
+///
+/// # Errors
+/// The directory's own error (missing, not writable, read-only, full).
+fn unnamed_in(dir: &Path) -> std::io::Result<Option<File>> {
     use rustix::fs::{Mode, OFlags};
+    use rustix::io::Errno;
     let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
     // The kernel applies the umask to the mode, as for any new file.
-    rustix::fs::open(dir, flags, Mode::from_raw_mode(0o666))
-        .ok()
-        .map(File::from)
+    match rustix::fs::open(dir, flags, Mode::from_raw_mode(0o666)) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        // No O_TMPFILE here (old kernels say EISDIR, some file systems
+        // EOPNOTSUPP or EINVAL): a named temporary file instead.
+        Err(Errno::ISDIR | Errno::OPNOTSUPP | Errno::INVAL | Errno::NOSYS) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Gives the unnamed `file` the name `to` (which must not exist).
@@ -102,11 +110,11 @@ fn exists_error(dest: &Path) -> Error {
 }
 
 /// The error of giving the output its name `dest` without replacing it.
-fn naming_error(dest: &Path, what: &'static str, e: std::io::Error) -> Error {
+fn naming_error(dest: &Path, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::AlreadyExists {
         exists_error(dest)
     } else {
-        Error::io(what, 0, e)
+        Error::file(dest, "create", e)
     }
 }
 
@@ -133,14 +141,18 @@ impl AtomicFile {
             return Err(exists_error(dest));
         }
         let dir = dir_of(dest);
-        let unnamed = if allow_unnamed { unnamed_in(dir) } else { None };
+        let unnamed = if allow_unnamed {
+            unnamed_in(dir).map_err(|e| Error::file(dest, "create", e))?
+        } else {
+            None
+        };
         let tmp = match unnamed {
             Some(file) => Tmp::Unnamed(file),
             None => {
                 let file = tempfile::Builder::new()
                     .prefix(&temp_prefix(dest))
                     .tempfile_in(dir)
-                    .map_err(|e| Error::io("output directory", 0, e))?;
+                    .map_err(|e| Error::file(dest, "create", e))?;
                 Tmp::Named {
                     _pending: Pending::new(file.path()),
                     file,
@@ -185,10 +197,9 @@ impl AtomicFile {
         let AtomicFile { tmp, dest, force } = self;
         match tmp {
             Tmp::Unnamed(file) => {
-                file.sync_all().map_err(|e| Error::io("output", 0, e))?;
+                file.sync_all().map_err(|e| Error::file(&dest, "sync", e))?;
                 if !force {
-                    link_unnamed(&file, &dest)
-                        .map_err(|e| naming_error(&dest, "output link", e))?;
+                    link_unnamed(&file, &dest).map_err(|e| naming_error(&dest, e))?;
                 } else {
                     // A name of its own first, then over the destination.
                     let mut k = 0u32;
@@ -203,11 +214,11 @@ impl AtomicFile {
                             r => break r.map(|()| p),
                         }
                     }
-                    .map_err(|e| Error::io("output link", 0, e))?;
+                    .map_err(|e| Error::file(&dest, "create", e))?;
                     let _pending = Pending::new(&name);
                     if let Err(e) = std::fs::rename(&name, &dest) {
                         let _ = std::fs::remove_file(&name);
-                        return Err(Error::io("output rename", 0, e));
+                        return Err(Error::file(&dest, "replace", e));
                     }
                 }
             }
@@ -217,14 +228,14 @@ impl AtomicFile {
                 // tempfile creates 0600; give the output the usual 0644 minus umask.
                 let mode = 0o666 & !current_umask();
                 f.set_permissions(std::fs::Permissions::from_mode(mode))
-                    .map_err(|e| Error::io("output", 0, e))?;
-                f.sync_all().map_err(|e| Error::io("output", 0, e))?;
+                    .map_err(|e| Error::file(&dest, "create", e))?;
+                f.sync_all().map_err(|e| Error::file(&dest, "sync", e))?;
                 if force {
                     file.persist(&dest)
-                        .map_err(|e| Error::io("output rename", 0, e.error))?;
+                        .map_err(|e| Error::file(&dest, "replace", e.error))?;
                 } else {
                     file.persist_noclobber(&dest)
-                        .map_err(|e| naming_error(&dest, "output rename", e.error))?;
+                        .map_err(|e| naming_error(&dest, e.error))?;
                 }
             }
         }

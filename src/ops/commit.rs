@@ -8,9 +8,11 @@
 //! `overlaybd-commit` / `overlaybd-merge` given the same metadata.
 //!
 //! Metadata of the new layer (§3.9.4 of the format notes): `uuid` is null
-//! unless given; `parent_uuid` is the given one, else the source's header
-//! `parent_uuid` (for a merge, the bottom layer's); `virtual_size` is the
-//! header (offset 0) value of the source (for a merge, the top layer's).
+//! unless given (the command line gives a fresh one by default); `parent_uuid`
+//! is the given one, else the source's header `parent_uuid` (for a merge, the
+//! bottom layer's); `virtual_size` is the header (offset 0) value of the
+//! source, or the inherited size when that is 0 (for a merge, the stack's:
+//! [`crate::stack::virtual_size_of`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -35,12 +37,15 @@ use crate::ops::output::{Output, OutputOptions, OutputReport};
 /// Metadata the caller may set on a new layer.
 #[derive(Debug, Clone, Default)]
 pub struct CommitMeta {
-    /// The new layer's uuid (null when not given).
+    /// The new layer's uuid (null when not given, as the reference).
     pub uuid: Option<Uuid>,
     /// The parent uuid (inherited from the source when not given).
     pub parent_uuid: Option<Uuid>,
     /// Commit message (at most 256 bytes).
     pub message: Vec<u8>,
+    /// The virtual size of the stack the source layer is used over: the
+    /// committed layer's size when the source's own is 0 ("inherit").
+    pub inherited_size: Option<u64>,
 }
 
 /// The layer a writer made.
@@ -288,8 +293,18 @@ pub fn commit_layer(
     out_opts: OutputOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<CommitReport> {
+    let virtual_size = match layer.header().virtual_size {
+        0 => meta.inherited_size.filter(|&v| v > 0).ok_or_else(|| {
+            Error::invalid(
+                "virtual size",
+                "the layer's virtual size is 0 (it inherits the size of the stack below it), \
+                 and no stack to inherit it from was given",
+            )
+        })?,
+        v => v,
+    };
     let lm = LayerMeta {
-        virtual_size: layer.header().virtual_size,
+        virtual_size,
         uuid: meta.uuid.unwrap_or_else(Uuid::null),
         parent_uuid: meta
             .parent_uuid

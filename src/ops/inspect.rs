@@ -279,10 +279,10 @@ pub fn inspect_file(path: &Path, with_segments: bool, opts: BlobOptions) -> Resu
     } else if blob.zfile().is_some() || blob.tar().is_some() {
         ("raw", None)
     } else {
-        return Err(Error::BadMagic {
-            what: "layer blob (no tar, ZFile or LSMT magic)",
-            offset: 0,
-        });
+        return Err(Error::invalid(
+            "raw image",
+            "no overlaybd container (no tar, ZFile or LSMT magic)",
+        ));
     };
     Ok(FileReport {
         path: path.display().to_string(),
@@ -404,16 +404,7 @@ pub struct StackLayerReport {
     pub zeroed_bytes: u64,
 }
 
-/// A break in the parent-uuid chain.
-#[derive(Debug, Serialize)]
-pub struct ChainBreak {
-    /// The layer whose parent does not match.
-    pub layer: usize,
-    /// Its parent uuid.
-    pub parent_uuid: String,
-    /// The uuid of the layer below it.
-    pub below_uuid: String,
-}
+pub use crate::stack::ChainBreak;
 
 /// The merged view of a stack.
 #[derive(Debug, Serialize)]
@@ -428,10 +419,14 @@ pub struct StackReport {
     pub zeroed_bytes: u64,
     /// Bytes no layer maps.
     pub hole_bytes: u64,
-    /// True when every layer's parent uuid is the uuid of the layer below.
+    /// True when no layer's parent uuid differs from the uuid of the layer
+    /// below (links with a null uuid cannot be checked: `chain_unchecked`).
     pub chain_consistent: bool,
     /// Where the chain breaks.
     pub chain_breaks: Vec<ChainBreak>,
+    /// Layers whose link to the layer below cannot be checked (a null or
+    /// missing uuid on either side).
+    pub chain_unchecked: Vec<usize>,
     /// Per layer, bottom first.
     pub layers: Vec<StackLayerReport>,
 }
@@ -479,26 +474,16 @@ pub fn stack_report(stack: &Stack) -> StackReport {
             }
         })
         .collect();
-    let mut breaks = Vec::new();
-    for i in 1..layers.len() {
-        let parent = crate::format::uuid::Uuid::parse(&layers[i].parent_uuid);
-        let below = crate::format::uuid::Uuid::parse(&layers[i - 1].uuid);
-        if parent.is_none() || parent != below {
-            breaks.push(ChainBreak {
-                layer: i,
-                parent_uuid: layers[i].parent_uuid.clone(),
-                below_uuid: layers[i - 1].uuid.clone(),
-            });
-        }
-    }
+    let chain = stack.chain();
     StackReport {
         virtual_size: stack.virtual_size(),
         merged_segments: stack.mappings().len() as u64,
         data_bytes: d,
         zeroed_bytes: z,
         hole_bytes: h,
-        chain_consistent: breaks.is_empty(),
-        chain_breaks: breaks,
+        chain_consistent: chain.breaks.is_empty(),
+        chain_breaks: chain.breaks,
+        chain_unchecked: chain.unchecked,
         layers,
     }
 }

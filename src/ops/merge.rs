@@ -37,11 +37,13 @@ pub fn merge_stack(
         ));
     }
     let n = layers.len();
-    let (Some(bottom), Some(top)) = (layers.first(), layers.last()) else {
+    let Some(bottom) = layers.first() else {
         return Err(Error::invalid("merge", "no layers given"));
     };
     let lm = LayerMeta {
-        virtual_size: top.layer().header().virtual_size,
+        // The stack's size (the topmost non-zero one), not the top
+        // layer's own, which may be 0 ("inherit").
+        virtual_size: stack.virtual_size(),
         uuid: meta.uuid.unwrap_or_else(Uuid::null),
         parent_uuid: meta
             .parent_uuid

@@ -59,6 +59,10 @@ pub struct OutputReport {
     /// ZFile blocks, when compressed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zfile_blocks: Option<u64>,
+    /// ZFile blocks larger than 64 KiB on disk, which the reference's reader
+    /// cannot read (only incompressible 64 KiB blocks), when compressed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oversized_blocks: Option<u64>,
     /// ZFile algorithm, when compressed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<zfile::Algorithm>,
@@ -159,6 +163,7 @@ impl Output {
         } = self;
         let mut patches: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut blocks = None;
+        let mut oversized = None;
         let base = match chain {
             Chain::Plain(b) => b,
             Chain::Tar(w) => {
@@ -169,6 +174,7 @@ impl Output {
             Chain::Zfile(z) => {
                 let f = z.finish()?;
                 blocks = Some(f.blocks);
+                oversized = Some(f.oversized_blocks);
                 if opts.overwrite_header {
                     patches.push((0, f.overwrite_header.to_vec()));
                 }
@@ -177,6 +183,7 @@ impl Output {
             Chain::TarZfile(z) => {
                 let f = z.finish()?;
                 blocks = Some(f.blocks);
+                oversized = Some(f.oversized_blocks);
                 if opts.overwrite_header {
                     patches.push((tar::HEADER_BYTES, f.overwrite_header.to_vec()));
                 }
@@ -206,6 +213,7 @@ impl Output {
             content_size: content,
             containers,
             zfile_blocks: blocks,
+            oversized_blocks: oversized,
             algorithm: opts.zfile.map(|z| z.algorithm),
             block_size: opts.zfile.map(|z| z.block_size),
         })

@@ -25,11 +25,7 @@ pub fn to_writer<R: ReadAt + 'static>(
 ) -> Result<u64> {
     let per_job = (DECODE_JOB_BYTES / z.block_size()).max(1);
     let n = z.blocks();
-    let threads = if threads == 0 {
-        crate::exec::default_threads()
-    } else {
-        threads
-    };
+    let threads = crate::exec::bounded_threads(threads);
     let mut pipe = crate::exec::ordered::Ordered::new(threads, (2 * threads).clamp(2, 16))?;
     let mut written = 0u64;
     let mut spare: Vec<Vec<u8>> = Vec::new();
@@ -84,11 +80,7 @@ pub fn to_file<R: ReadAt>(
 ) -> Result<u64> {
     let per_job = (DECODE_JOB_BYTES / z.block_size()).max(1);
     let n = z.blocks();
-    let threads = if threads == 0 {
-        crate::exec::default_threads()
-    } else {
-        threads
-    };
+    let threads = crate::exec::bounded_threads(threads);
     thread_local! {
         static RECORDS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }

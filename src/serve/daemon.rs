@@ -112,6 +112,8 @@ pub struct Plan {
     pub read: ReadOptions,
     /// Stay in this process (`--foreground`) instead of a background server.
     pub foreground: bool,
+    /// Accept a stack whose parent-uuid chain is broken.
+    pub ignore_chain: bool,
     /// Queues and depth, recorded.
     pub queues: u16,
     /// Requests in flight per queue, recorded.
@@ -264,22 +266,26 @@ fn open_target(plan: &Plan) -> anyhow::Result<Arc<dyn Target>> {
             let lower: Option<Arc<dyn ReadAt>> = if plan.layers.is_empty() {
                 None
             } else {
-                Some(Arc::new(Stack::open_sources(
-                    &plan.layers,
-                    None,
-                    plan.read,
-                )?))
+                let stack = Stack::open_sources(&plan.layers, None, plan.read)?;
+                check_chain(plan, &stack)?;
+                Some(Arc::new(stack))
             };
             let layer = WritableLayer::open(data, index, lower)
                 .with_context(|| data.display().to_string())?;
             Ok(Arc::new(layer))
         }
-        _ => Ok(Arc::new(Stack::open_sources(
-            &plan.layers,
-            upper,
-            plan.read,
-        )?)),
+        _ => {
+            let stack = Stack::open_sources(&plan.layers, upper, plan.read)?;
+            check_chain(plan, &stack)?;
+            Ok(Arc::new(stack))
+        }
     }
+}
+
+/// Refuses a broken parent-uuid chain unless the plan accepts it.
+fn check_chain(plan: &Plan, stack: &Stack) -> anyhow::Result<()> {
+    stack.checked_chain(plan.ignore_chain)?;
+    Ok(())
 }
 
 fn absolute(p: &Path) -> PathBuf {

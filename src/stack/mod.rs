@@ -140,6 +140,39 @@ impl StackLayer {
     }
 }
 
+/// The virtual size of a stack whose layers (bottom first) declare `sizes`:
+/// the topmost non-zero one (a writable top layer's own size when non-zero,
+/// as for any other layer), 0 when none declares a size. The one rule every
+/// command follows (FORMAT.md §4: the reference takes the topmost non-zero
+/// size).
+pub fn virtual_size_of(sizes: impl DoubleEndedIterator<Item = u64>) -> u64 {
+    sizes.rev().find(|&v| v > 0).unwrap_or(0)
+}
+
+/// A break in the parent-uuid chain: a layer whose parent is not the layer
+/// below it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainBreak {
+    /// The layer (bottom first) whose parent does not match.
+    pub layer: usize,
+    /// Its parent uuid.
+    pub parent_uuid: String,
+    /// The uuid of the layer below it.
+    pub below_uuid: String,
+}
+
+/// The parent-uuid chain of a stack: each layer names the layer below it as
+/// its parent. Layers given in the wrong order, or with one missing, break
+/// it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Chain {
+    /// Links that are wrong.
+    pub breaks: Vec<ChainBreak>,
+    /// Layers whose link to the layer below cannot be checked: a null or
+    /// unreadable uuid on either side (writers that leave uuids null).
+    pub unchecked: Vec<usize>,
+}
+
 /// Where a range of the virtual disk comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -315,20 +348,7 @@ impl Stack {
             .collect::<Result<Vec<_>>>()?;
         let index = MergedIndex::build(&packed);
         drop(packed);
-        let ro_size = layers[..ro]
-            .iter()
-            .rev()
-            .map(|l| l.layer.virtual_size())
-            .find(|&v| v > 0)
-            .unwrap_or(0);
-        let virtual_size = if rw_top {
-            match layers[n - 1].layer.virtual_size() {
-                0 => ro_size,
-                v => v,
-            }
-        } else {
-            ro_size
-        };
+        let virtual_size = virtual_size_of(layers.iter().map(|l| l.layer.virtual_size()));
         let readers = layers.iter().map(|l| l.layer.data().clone()).collect();
         let zfiles: Vec<_> = layers
             .iter()
@@ -349,6 +369,81 @@ impl Stack {
             cache,
             parallel: opts.parallel,
         })
+    }
+
+    /// Checks the parent-uuid chain: every layer's parent uuid (its
+    /// authoritative record's) against the uuid of the layer below.
+    pub fn chain(&self) -> Chain {
+        let mut chain = Chain::default();
+        // The bottom of a stack of several layers is a base layer: a parent
+        // there names a layer that is missing below it.
+        if self.layers.len() > 1 {
+            if let Some(p) = self.layers[0]
+                .layer
+                .authoritative()
+                .parent_uuid()
+                .filter(|p| !p.is_null())
+            {
+                chain.breaks.push(ChainBreak {
+                    layer: 0,
+                    parent_uuid: p.as_str().to_string(),
+                    below_uuid: String::new(),
+                });
+            }
+        }
+        for i in 1..self.layers.len() {
+            let (below, l) = (
+                self.layers[i - 1].layer.authoritative(),
+                self.layers[i].layer.authoritative(),
+            );
+            match (l.parent_uuid(), below.uuid()) {
+                (Some(p), Some(u)) if !p.is_null() && !u.is_null() => {
+                    if p != u {
+                        chain.breaks.push(ChainBreak {
+                            layer: i,
+                            parent_uuid: p.as_str().to_string(),
+                            below_uuid: u.as_str().to_string(),
+                        });
+                    }
+                }
+                _ => chain.unchecked.push(i),
+            }
+        }
+        chain
+    }
+
+    /// [`Stack::chain`], with a broken link as an error unless
+    /// `accept_breaks`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the two layers of the first break.
+    pub fn checked_chain(&self, accept_breaks: bool) -> Result<Chain> {
+        let chain = self.chain();
+        match chain.breaks.first() {
+            Some(b) if !accept_breaks => {
+                let why = match b.layer {
+                    0 => format!(
+                        "{} names a layer below the bottom of the stack: is one missing?",
+                        b.parent_uuid
+                    ),
+                    i => format!(
+                        "{} is not the uuid of the layer below it, {} ({}): are the layers \
+                         bottom first and all there?",
+                        b.parent_uuid,
+                        self.layers[i - 1].name,
+                        b.below_uuid
+                    ),
+                };
+                Err(Error::InLayer {
+                    path: self.layers[b.layer].name.clone(),
+                    inner: Box::new(Error::invalid(
+                        "parent_uuid",
+                        format!("{why} (--ignore-chain accepts the stack as given)"),
+                    )),
+                })
+            }
+            _ => Ok(chain),
+        }
     }
 
     /// The layers, bottom first.

@@ -170,32 +170,26 @@ fn read_rec(
 fn check_uuid(r: &Rec, off: usize, name: &str, ctx: &Ctx, sink: &mut Sink) {
     let f = &r.bytes[off..off + 37];
     if f.iter().all(|&b| b == 0) {
-        sink.push(
-            ctx.at(
-                problem(
-                    "lsmt.uuid",
-                    format!("{}: the {name} field is empty (writers write the null UUID 00000000-… at least)", r.which),
-                ),
-                r.at + off as u64,
-            )
-            .field(r.field(name)),
-        );
+        // Readers take an empty field as the null UUID (a layer without a
+        // parent, as some writers leave it).
+        sink.note(format!(
+            "{}: the {name} field is empty (read as the null UUID)",
+            r.which
+        ));
         return;
     }
     for (i, &c) in f[..36].iter().enumerate() {
         let ok = match i {
             8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_digit() || (b'A'..=b'F').contains(&c),
+            // The reference parses either case (and writes upper case).
+            _ => c.is_ascii_hexdigit(),
         };
         if !ok {
             sink.push(
                 ctx.at(
                     problem(
                         "lsmt.uuid",
-                        format!(
-                            "{}: the {name} field is not an uppercase 8-4-4-4-12 UUID",
-                            r.which
-                        ),
+                        format!("{}: the {name} field is not an 8-4-4-4-12 UUID", r.which),
                     ),
                     r.at + (off + i) as u64,
                 )
@@ -366,8 +360,17 @@ fn check_zero_index_fields(r: &Rec, ctx: &Ctx, sink: &mut Sink) {
     }
 }
 
-fn check_vsize(r: &Rec, ctx: &Ctx, sink: &mut Sink) {
+/// Checks a record's virtual size: a non-zero multiple of 512. A writable
+/// layer may declare 0: it then takes the size of the stack it is used over.
+fn check_vsize(r: &Rec, writable: bool, ctx: &Ctx, sink: &mut Sink) {
     let v = r.h.virtual_size;
+    if v == 0 && writable {
+        sink.note(format!(
+            "{}: virtual size 0: the layer takes the size of the stack it is used over",
+            r.which
+        ));
+        return;
+    }
     if v == 0 || v % SECTOR_SIZE != 0 {
         sink.push(
             ctx.at(
@@ -433,7 +436,14 @@ fn check_agreement(a: &Rec, b: &Rec, sink: &mut Sink) {
             bytes_of!(bb, user_tag),
         ),
     ] {
-        if x != y {
+        // UUIDs are compared as UUIDs: the case of their hex digits does
+        // not matter to any reader.
+        let same = if name.ends_with("uuid") {
+            x.eq_ignore_ascii_case(y)
+        } else {
+            x == y
+        };
+        if !same {
             let show = |v: &[u8]| match name {
                 "virtual_size" | "version" | "sub_version" => le(v).to_string(),
                 _ => format!("{:?}", printable(v).trim_end_matches("\\x00")),
@@ -643,7 +653,7 @@ fn check_ro(
     check_common(header, ctx, sink);
     check_common(trailer, ctx, sink);
     check_agreement(header, trailer, sink);
-    check_vsize(trailer, ctx, sink);
+    check_vsize(trailer, false, ctx, sink);
     let vsize = trailer.h.virtual_size;
     let n = trailer.h.index_size;
     let io = trailer.h.index_offset;
@@ -1030,7 +1040,7 @@ fn check_rw_data(view: &dyn ReadAt, h: &Rec, ctx: &Ctx, sink: &mut Sink) {
     check_flags(h, &[0x03, 0x13], ctx, sink, "writable data file header");
     check_zero_index_fields(h, ctx, sink);
     check_common(h, ctx, sink);
-    check_vsize(h, ctx, sink);
+    check_vsize(h, true, ctx, sink);
     let len = view.len();
     if len < HEADER_SPACE {
         sink.push(
@@ -1103,7 +1113,7 @@ fn check_rw_index(
         );
     }
     check_common(ih, ctx, sink);
-    check_vsize(ih, ctx, sink);
+    check_vsize(ih, true, ctx, sink);
     let len = view.len();
     if len < HEADER_SPACE {
         sink.push(
@@ -1421,18 +1431,26 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].check, "lsmt.virtual_size");
         assert_eq!(p[0].field.as_deref(), Some("trailer.virtual_size"));
-        // A lowercase UUID in the header: the agreement and the format.
+        // A lowercase UUID in the header only: the same UUID, which the
+        // reference parses in either case.
         let mut b = b0.clone();
         b[56 + 35] = b'c';
+        let (_, p) = check(&b);
+        assert!(p.is_empty(), "{p:?}");
+        // A UUID that differs: the agreement.
+        b[56 + 35] = b'7';
+        let (_, p) = check(&b);
+        assert!(p
+            .iter()
+            .any(|q| q.check == "lsmt.agreement" && q.field.as_deref() == Some("uuid")));
+        // Not hex: the format.
+        b[56 + 35] = b'g';
         let (_, p) = check(&b);
         assert!(
             p.iter()
                 .any(|q| q.check == "lsmt.uuid" && q.offset == Some(56 + 35)),
             "{p:?}"
         );
-        assert!(p
-            .iter()
-            .any(|q| q.check == "lsmt.agreement" && q.field.as_deref() == Some("uuid")));
         // The index moved: the trailer no longer follows it.
         let mut b = b0.clone();
         b[t + 32..t + 40].copy_from_slice(&(io - 512).to_le_bytes());

@@ -753,6 +753,9 @@ fn cross_check(file: &Arc<dyn ReadAt>, kind: Option<&str>) -> Result<()> {
 pub struct Report {
     /// True when every file verified clean and nothing failed.
     pub ok: bool,
+    /// True when no layer blob was found to check (a failure unless allowed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub empty: bool,
     /// Per file, in the order given (directories in name order).
     pub files: Vec<FileReport>,
     /// The stack checks (`--stack`).
@@ -806,6 +809,7 @@ impl Report {
             s.problems += st.problems.len() as u64;
         }
         Report {
+            empty: false,
             ok: s.with_problems == 0 && s.errors == 0 && s.problems == 0,
             files,
             stack,
@@ -817,11 +821,24 @@ impl Report {
     pub fn exit_code(&self) -> u8 {
         if self.summary.errors > 0 {
             2
-        } else if self.summary.problems > 0 {
+        } else if self.summary.problems > 0 || self.empty {
             1
         } else {
             0
         }
+    }
+
+    /// Marks a run that found no layer blob to check (an empty directory,
+    /// or one holding none): a failure, as a CI gate over an output that
+    /// was never filled must fail.
+    pub fn no_layers_found(&mut self) {
+        self.empty = true;
+        self.ok = false;
+    }
+
+    /// True when the run checked at least one layer blob (or pair).
+    pub fn found_layers(&self) -> bool {
+        self.files.iter().any(|f| f.status != Status::Skipped)
     }
 }
 

@@ -144,7 +144,7 @@ pub fn verify_stack(
     }
     // Virtual sizes.
     let sizes: Vec<u64> = layers.iter().map(|l| l.virtual_size.unwrap_or(0)).collect();
-    let vsize = sizes.iter().rev().copied().find(|&v| v > 0);
+    let vsize = Some(crate::stack::virtual_size_of(sizes.iter().copied())).filter(|&v| v > 0);
     match vsize {
         None if !layers.is_empty() => problems.push(problem(
             "stack.virtual_size",

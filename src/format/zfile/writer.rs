@@ -176,6 +176,10 @@ pub struct Finished<W> {
     pub original_size: u64,
     /// Blocks.
     pub blocks: u64,
+    /// Blocks larger than 64 KiB on disk (CRC excluded): the reference's
+    /// reader (overlaybd at 063821fc) cannot read them; obd can. Only
+    /// incompressible 64 KiB blocks grow that large.
+    pub oversized_blocks: u64,
     /// The 512-byte header with the final index fields (flags 0x1B), for
     /// writers that overwrite offset 0 once the file is complete.
     pub overwrite_header: [u8; HEADER_SPACE as usize],
@@ -281,11 +285,7 @@ impl<W: Write> Writer<W> {
             .to_bytes();
         out.write_all(&h)
             .map_err(|e| Error::io("zfile header", 0, e))?;
-        let threads = if threads == 0 {
-            crate::exec::default_threads()
-        } else {
-            threads
-        };
+        let threads = crate::exec::bounded_threads(threads);
         // Four batches per worker keep both the workers and the thread that
         // reads and writes busy.
         let window = (4 * threads).clamp(2, MAX_OUTSTANDING);
@@ -431,11 +431,18 @@ impl<W: Write> Writer<W> {
             .flush()
             .map_err(|e| Error::io("zfile trailer", at, e))?;
         rec.flags = FLAG_HEADER | FLAG_DATA | FLAG_HEADER_OVERWRITE | FLAG_DIGEST;
+        let crc = if opts.crc { CRC_SIZE as u32 } else { 0 };
+        let oversized = sink
+            .lens
+            .iter()
+            .filter(|&&l| l.saturating_sub(crc) > MAX_BLOCK_SIZE)
+            .count() as u64;
         Ok(Finished {
             inner: sink.out,
             size: at + HEADER_SPACE,
             original_size: sink.original,
             blocks: sink.lens.len() as u64,
+            oversized_blocks: oversized,
             overwrite_header: rec.to_bytes(),
         })
     }
