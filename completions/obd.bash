@@ -139,7 +139,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__attach)
-            opts="-q -h -V --upper --read-only --queues --depth --foreground --config --timeout --cache-size --ignore-chain --json --quiet --help --version"
+            opts="-q -h -V --upper --read-only --queues --depth --foreground --config --result-dir --timeout --cache-size --ignore-chain --max-index-memory --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -161,11 +161,19 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --result-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --cache-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-index-memory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -177,7 +185,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__commit)
-            opts="-m -p -z -t -f -q -h -V --message --uuid --parent-uuid --zfile --algorithm --level --block-size --threads --diff-unit --tar --force --seal --raw --base --ignore-chain --json --quiet --help --version"
+            opts="-m -p -z -t -f -q -h -V --message --uuid --parent-uuid --zfile --algorithm --level --block-size --threads --diff-unit --tar --force --seal --raw --base --ignore-chain --max-index-memory --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -228,6 +236,10 @@ _obd() {
                     return 0
                     ;;
                 --base)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-index-memory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -305,7 +317,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__flatten)
-            opts="-o -f -q -h -V --output --force --upper --cache-size --ignore-chain --json --quiet --help --version"
+            opts="-o -f -q -h -V --output --force --upper --cache-size --ignore-chain --max-index-memory --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -324,6 +336,10 @@ _obd() {
                     return 0
                     ;;
                 --cache-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-index-memory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -559,13 +575,17 @@ _obd() {
             return 0
             ;;
         obd__subcmd__inspect)
-            opts="-q -h -V --index --stack --upper --json --quiet --help --version"
+            opts="-q -h -V --index --stack --upper --max-index-memory --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --upper)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-index-memory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -591,7 +611,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__map)
-            opts="-q -h -V --lba --upper --ignore-chain --json --quiet --help --version"
+            opts="-q -h -V --lba --upper --ignore-chain --max-index-memory --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -605,6 +625,10 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-index-memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -613,7 +637,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__merge)
-            opts="-o -z -t -p -m -f -q -h -V --output --zfile --algorithm --level --block-size --threads --tar --uuid --parent-uuid --message --force --ignore-chain --json --quiet --help --version"
+            opts="-o -z -t -p -m -f -q -h -V --output --zfile --algorithm --level --block-size --threads --tar --uuid --parent-uuid --message --force --ignore-chain --max-index-memory --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -660,6 +684,10 @@ _obd() {
                     return 0
                     ;;
                 -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-index-memory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

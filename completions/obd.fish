@@ -42,6 +42,7 @@ complete -c obd -n "__fish_obd_needs_command" -f -a "zfile" -d 'Compress or deco
 complete -c obd -n "__fish_obd_needs_command" -f -a "verify" -d 'Check layer blobs (files or directories) for every corruption the formats can reveal'
 complete -c obd -n "__fish_obd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand inspect" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l index -d 'List every index segment (sectors: offset, length, moffset)'
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l stack -d 'Treat the files as one stack (bottom first) and show the merged view'
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l json -d 'Print one JSON document on stdout instead of tables'
@@ -50,6 +51,7 @@ complete -c obd -n "__fish_obd_using_subcommand inspect" -s h -l help -d 'Print 
 complete -c obd -n "__fish_obd_using_subcommand inspect" -s V -l version -d 'Print version'
 complete -c obd -n "__fish_obd_using_subcommand map" -l lba -d 'Show only the extent that holds this sector (512-byte LBA)' -r
 complete -c obd -n "__fish_obd_using_subcommand map" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
+complete -c obd -n "__fish_obd_using_subcommand map" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
 complete -c obd -n "__fish_obd_using_subcommand map" -l ignore-chain -d 'Accept a stack whose parent-uuid chain is broken (by default an error: layers out of order or one missing)'
 complete -c obd -n "__fish_obd_using_subcommand map" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c obd -n "__fish_obd_using_subcommand map" -s q -l quiet -d 'Do not show progress bars'
@@ -58,6 +60,7 @@ complete -c obd -n "__fish_obd_using_subcommand map" -s V -l version -d 'Print v
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s o -l output -d 'Output raw image, or `-` for stdout' -r -F
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
 complete -c obd -n "__fish_obd_using_subcommand flatten" -s f -l force -d 'Replace OUT if it exists'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l ignore-chain -d 'Accept a stack whose parent-uuid chain is broken (by default an error: layers out of order or one missing)'
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l json -d 'Print one JSON document on stdout instead of tables'
@@ -73,8 +76,10 @@ complete -c obd -n "__fish_obd_using_subcommand attach" -l upper -d 'A writable 
 complete -c obd -n "__fish_obd_using_subcommand attach" -l queues -d 'Hardware queues (one server thread each)' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l depth -d 'Requests in flight per queue' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l config -d 'Take layers, upper layer and result file from an overlaybd image config' -r -F
+complete -c obd -n "__fish_obd_using_subcommand attach" -l result-dir -d 'Where the config\'s resultFile may also be written (by default only next to the config)' -r -F
 complete -c obd -n "__fish_obd_using_subcommand attach" -l timeout -d 'Give up when the device is not live after this many seconds' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l read-only -d 'Serve the stack read-only even with --upper (the writable layer is not written)'
 complete -c obd -n "__fish_obd_using_subcommand attach" -l foreground -d 'Stay attached: serve the device from this process until SIGINT/SIGTERM'
 complete -c obd -n "__fish_obd_using_subcommand attach" -l ignore-chain -d 'Accept a stack whose parent-uuid chain is broken (by default an error: layers out of order or one missing)'
@@ -112,6 +117,7 @@ complete -c obd -n "__fish_obd_using_subcommand commit" -l threads -d 'Compressi
 complete -c obd -n "__fish_obd_using_subcommand commit" -l diff-unit -d 'With --raw: the unit in which NEW.raw is compared with the base (a multiple of 512 up to 1M); a changed unit is committed whole' -r
 complete -c obd -n "__fish_obd_using_subcommand commit" -l raw -d 'Commit the difference between this raw image and the base stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand commit" -l base -d 'A layer of the stack below, bottom first (repeat for a stack). With --raw, the stack to diff against; with a writable layer, the stack it was used over: its size is inherited when the layer\'s is 0, and its top layer\'s uuid is the default parent' -r -F
+complete -c obd -n "__fish_obd_using_subcommand commit" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
 complete -c obd -n "__fish_obd_using_subcommand commit" -s z -l zfile -d 'Compress the layer into a ZFile whose header holds the final index (as `overlaybd-commit -z`)'
 complete -c obd -n "__fish_obd_using_subcommand commit" -s t -l tar -d 'Wrap the output in a one-member tar (works without --zfile too, unlike the reference)'
 complete -c obd -n "__fish_obd_using_subcommand commit" -s f -l force -d 'Replace OUT if it exists'
@@ -130,6 +136,7 @@ complete -c obd -n "__fish_obd_using_subcommand merge" -l threads -d 'Compressio
 complete -c obd -n "__fish_obd_using_subcommand merge" -l uuid -d 'UUID of the merged layer (default: a fresh random one; 00000000-0000-0000-0000-000000000000 writes the null uuid, as the reference does)' -r
 complete -c obd -n "__fish_obd_using_subcommand merge" -s p -l parent-uuid -d 'Parent UUID (default: the bottom layer\'s parent)' -r
 complete -c obd -n "__fish_obd_using_subcommand merge" -s m -l message -d 'Commit message (default: none, as `overlaybd-merge`)' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
 complete -c obd -n "__fish_obd_using_subcommand merge" -s z -l zfile -d 'Compress the output into a ZFile (trailer only, as `overlaybd-merge`)'
 complete -c obd -n "__fish_obd_using_subcommand merge" -s t -l tar -d 'Wrap the output in a one-member tar'
 complete -c obd -n "__fish_obd_using_subcommand merge" -s f -l force -d 'Replace OUT if it exists'

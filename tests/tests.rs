@@ -9,6 +9,7 @@ mod corruption;
 mod crash;
 mod fixtures;
 mod fuzz_regressions;
+mod hostile;
 mod read;
 mod usability;
 mod verify;

@@ -13,7 +13,7 @@ use super::{print_json, CacheArgs, ChainArgs, GlobalArgs, UpperArgs};
 use crate::serve::daemon::{self, Finished, Plan};
 use crate::serve::runstate::Record;
 use crate::serve::ublk::{Options, Ublk};
-use crate::source::config::{result_file_of, write_result, ImageConfig};
+use crate::source::config::{check_result_file, result_file_of, write_result, ImageConfig};
 use crate::source::LayerSource;
 use crate::stack::ReadOptions;
 
@@ -40,6 +40,10 @@ pub struct Args {
     /// Take layers, upper layer and result file from an overlaybd image config.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["layers", "upper"])]
     pub config: Option<PathBuf>,
+    /// Where the config's resultFile may also be written (by default only
+    /// next to the config).
+    #[arg(long, value_name = "DIR", requires = "config")]
+    pub result_dir: Option<PathBuf>,
     /// Give up when the device is not live after this many seconds.
     #[arg(long, default_value_t = 30, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -50,6 +54,9 @@ pub struct Args {
     /// Chain check.
     #[command(flatten)]
     pub chain: ChainArgs,
+    /// Index memory budget.
+    #[command(flatten)]
+    pub index: super::IndexArgs,
     /// Layer blobs, bottom first.
     #[arg(required_unless_present_any = ["upper", "config"])]
     pub layers: Vec<PathBuf>,
@@ -62,18 +69,25 @@ pub struct Args {
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let (layers, upper, config, result_file) = match &a.config {
         Some(c) => {
+            let rd = a.result_dir.as_deref();
             let cfg = match ImageConfig::load(c) {
                 Ok(cfg) => cfg,
                 Err(e) => {
                     let e = anyhow::Error::from(e).context(c.display().to_string());
                     if let Some(rf) = result_file_of(c) {
+                        let rf = check_result_file(c, &rf, rd)?;
                         write_result(&rf, Err(&format!("{e:#}")))
                             .with_context(|| format!("writing the result file {}", rf.display()))?;
                     }
                     return Err(e);
                 }
             };
-            (cfg.lowers, cfg.upper, Some(c.clone()), cfg.result_file)
+            let rf = cfg
+                .result_file
+                .as_deref()
+                .map(|rf| check_result_file(c, rf, rd))
+                .transpose()?;
+            (cfg.lowers, cfg.upper, Some(c.clone()), rf)
         }
         None => (
             a.layers.iter().cloned().map(LayerSource::from).collect(),
@@ -92,6 +106,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         result_file,
         read: ReadOptions {
             cache: a.cache.options(),
+            max_index_memory: a.index.max_index_memory,
             ..ReadOptions::default()
         },
         foreground: a.foreground,

@@ -75,6 +75,9 @@ pub struct Args {
     /// Chain check of the --base stack.
     #[command(flatten)]
     pub chain: ChainArgs,
+    /// Index memory budget.
+    #[command(flatten)]
+    pub index: super::IndexArgs,
     /// DATA INDEX OUT, LAYER OUT, DATA INDEX (--seal) or OUT (--raw).
     #[arg(required = true, num_args = 1..=3, value_name = "FILES")]
     pub files: Vec<PathBuf>,
@@ -189,9 +192,8 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         let base = open_base(g, &a)?;
         let (layer, inputs, dest) = match a.files.as_slice() {
             [data, index, dest] => {
-                let d = std::fs::File::open(data).with_context(|| data.display().to_string())?;
-                let i = std::fs::File::open(index).with_context(|| index.display().to_string())?;
-                let l = Layer::open_rw(d, i).with_context(|| data.display().to_string())?;
+                let l = commit::open_writable(data, index, crate::io::lock::LockMode::Shared)
+                    .map_err(|e| out_err(data, e))?;
                 (l, vec![data, index], dest)
             }
             [src, dest] => {
@@ -231,7 +233,7 @@ fn open_base(g: &GlobalArgs, a: &Args) -> anyhow::Result<Option<Stack>> {
     if a.base.is_empty() {
         return Ok(None);
     }
-    let stack = Stack::open(&a.base, None, BlobOptions::default())?;
+    let stack = Stack::open_with(&a.base, None, a.index.read_options())?;
     check_chain(g, &a.chain, &stack)?;
     Ok(Some(stack))
 }

@@ -29,6 +29,9 @@ pub struct Args {
     /// Chain check.
     #[command(flatten)]
     pub chain: ChainArgs,
+    /// Index memory budget.
+    #[command(flatten)]
+    pub index: super::IndexArgs,
     /// Layer blobs, bottom first.
     #[arg(required_unless_present = "upper")]
     pub layers: Vec<PathBuf>,
@@ -41,6 +44,7 @@ pub struct Args {
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let opts = ReadOptions {
         cache: a.cache.options(),
+        max_index_memory: a.index.max_index_memory,
         ..Default::default()
     };
     let stack = Stack::open_with(&a.layers, a.upper.pair(), opts)?;

@@ -23,6 +23,9 @@ pub struct Args {
     /// Writable top layer (with --stack).
     #[command(flatten)]
     pub upper: UpperArgs,
+    /// Index memory budget.
+    #[command(flatten)]
+    pub index_memory: super::IndexArgs,
     /// Layer blobs: plain, ZFile or tar-wrapped LSMT files, writable data/index files.
     #[arg(required_unless_present = "upper")]
     pub files: Vec<PathBuf>,
@@ -34,7 +37,7 @@ pub struct Args {
 /// The first file that cannot be read, with its path.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     if a.stack || a.upper.upper.is_some() {
-        let stack = Stack::open(&a.files, a.upper.pair(), BlobOptions::default())?;
+        let stack = Stack::open_with(&a.files, a.upper.pair(), a.index_memory.read_options())?;
         let report = inspect::stack_report(&stack);
         if g.json {
             print_json(out, &report)?;
@@ -50,8 +53,9 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         .iter()
         .map(|f| {
             let name = f.display().to_string();
-            let r = inspect::inspect_file(f, a.index, BlobOptions::default())
-                .map_err(|e| format!("{:#}", anyhow::Error::from(e).context(name.clone())));
+            let r =
+                inspect::inspect_file(f, a.index, BlobOptions::default(), &a.index_memory.budget())
+                    .map_err(|e| format!("{:#}", anyhow::Error::from(e).context(name.clone())));
             (name, r)
         })
         .collect();

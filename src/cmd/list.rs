@@ -23,7 +23,9 @@ struct Report {
 /// # Errors
 /// Write errors.
 pub fn run(g: &GlobalArgs, _a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let devices = list(&run_dir());
+    let dir = run_dir();
+    crate::serve::runstate::check_run_dir(&dir)?;
+    let devices = list(&dir);
     if g.json {
         print_json(out, &Report { devices })?;
         return Ok(ExitCode::SUCCESS);

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use super::{check_chain, print_json, ChainArgs, GlobalArgs, UpperArgs};
 use crate::format::lsmt::raw::SECTOR_SIZE;
-use crate::source::blob::BlobOptions;
 use crate::stack::{Extent, Source, Stack};
 
 /// Arguments of `obd map`.
@@ -24,6 +23,9 @@ pub struct Args {
     /// Chain check.
     #[command(flatten)]
     pub chain: ChainArgs,
+    /// Index memory budget.
+    #[command(flatten)]
+    pub index: super::IndexArgs,
     /// Layer blobs, bottom first.
     #[arg(required_unless_present = "upper")]
     pub layers: Vec<PathBuf>,
@@ -49,7 +51,7 @@ struct MapReport {
 /// # Errors
 /// Layers that cannot be opened; `--lba` past the end of the disk.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let stack = Stack::open(&a.layers, a.upper.pair(), BlobOptions::default())?;
+    let stack = Stack::open_with(&a.layers, a.upper.pair(), a.index.read_options())?;
     check_chain(g, &a.chain, &stack)?;
     let names: Vec<String> = stack
         .layers()

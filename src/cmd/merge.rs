@@ -11,7 +11,6 @@ use super::{check_chain, ChainArgs, GlobalArgs, Progress};
 use crate::format::uuid::Uuid;
 use crate::ops::commit::CommitMeta;
 use crate::ops::output::OutputOptions;
-use crate::source::blob::BlobOptions;
 use crate::stack::Stack;
 
 /// Arguments of `obd merge`.
@@ -45,6 +44,9 @@ pub struct Args {
     /// Chain check.
     #[command(flatten)]
     pub chain: ChainArgs,
+    /// Index memory budget.
+    #[command(flatten)]
+    pub index: super::IndexArgs,
     /// Read-only layer blobs, bottom first.
     #[arg(required = true)]
     pub layers: Vec<PathBuf>,
@@ -70,7 +72,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         force: a.force,
     };
     let t0 = Instant::now();
-    let stack = Stack::open(&a.layers, None, BlobOptions::default())?;
+    let stack = Stack::open_with(&a.layers, None, a.index.read_options())?;
     check_chain(g, &a.chain, &stack)?;
     let total: u64 = stack
         .mappings()

@@ -111,6 +111,30 @@ pub struct ChainArgs {
     pub ignore_chain: bool,
 }
 
+/// The memory budget of the indexes a command reads: `--max-index-memory`.
+#[derive(Debug, Clone, Args)]
+pub struct IndexArgs {
+    /// Memory all layer indexes together may take (e.g. 1G): a layer whose
+    /// index claims more is refused before anything is allocated.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub max_index_memory: u64,
+}
+
+impl IndexArgs {
+    /// Read options with this budget (and the defaults otherwise).
+    pub fn read_options(&self) -> crate::stack::ReadOptions {
+        crate::stack::ReadOptions {
+            max_index_memory: self.max_index_memory,
+            ..Default::default()
+        }
+    }
+
+    /// The budget itself.
+    pub fn budget(&self) -> crate::format::lsmt::layer::IndexBudget {
+        crate::format::lsmt::layer::IndexBudget::new(self.max_index_memory)
+    }
+}
+
 /// Refuses a stack whose parent-uuid chain is broken, unless
 /// `--ignore-chain`; says once on stderr when links cannot be checked.
 ///

@@ -211,6 +211,14 @@ fn compress(g: &GlobalArgs, a: CompressArgs, out: &mut dyn Write) -> anyhow::Res
     let n = o
         .copy_from(&mut *input, &mut |n| progress.inc(n))
         .with_context(|| a.input.display().to_string())?;
+    if !stdin && n != total {
+        // The output is dropped unfinished: nothing appears at OUT.
+        anyhow::bail!(
+            "{}: the file {} while being read ({total} bytes when opened, {n} read)",
+            a.input.display(),
+            if n < total { "shrank" } else { "grew" }
+        );
+    }
     let report = o.finish().with_context(|| a.output.display().to_string())?;
     progress.finish();
     super::warn_oversized(&report);

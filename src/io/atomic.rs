@@ -141,6 +141,7 @@ impl AtomicFile {
             return Err(exists_error(dest));
         }
         let dir = dir_of(dest);
+        remove_stale(dest);
         let unnamed = if allow_unnamed {
             unnamed_in(dir).map_err(|e| Error::file(dest, "create", e))?
         } else {
@@ -243,6 +244,29 @@ impl AtomicFile {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+}
+
+/// Removes what an earlier writer of `dest` killed between naming its
+/// complete file and renaming it over `dest` left behind: the hidden
+/// `.NAME.obd-tmp-PID-K` names of processes that no longer exist.
+fn remove_stale(dest: &Path) {
+    let prefix = temp_prefix(dest);
+    let Ok(entries) = std::fs::read_dir(dir_of(dest)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((pid, k)) = rest.split_once('-') else {
+            continue;
+        };
+        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if numeric(pid) && numeric(k) && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub use file::FileAt;
 
 pub(crate) mod atomic;
 pub mod file;
+pub mod lock;
 pub(crate) mod sparse;
 
 use crate::error::{Error, Result};

@@ -31,6 +31,7 @@ use crate::format::lsmt::segment::MAX_LENGTH;
 use crate::format::lsmt::writer::{LayerMeta, Writer, PIECE_SECTORS};
 use crate::format::lsmt::{Header, Layer, Segment};
 use crate::format::uuid::Uuid;
+use crate::io::lock::{lock, LockMode};
 use crate::io::ReadAt;
 use crate::ops::output::{Output, OutputOptions, OutputReport};
 
@@ -333,6 +334,38 @@ pub fn commit_layer(
     })
 }
 
+/// Opens a writable layer (data and index file) to read it, locked so that
+/// no process writes it meanwhile: `Shared` to commit it, `Exclusive` to
+/// seal it. The locks last as long as the layer.
+///
+/// # Errors
+/// A layer in use by a writer (or, for `Exclusive`, by anyone); open and
+/// format errors.
+pub fn open_writable(data: &Path, index: &Path, mode: LockMode) -> Result<Layer> {
+    let open = |p: &Path| {
+        File::open(p).map_err(|e| Error::InLayer {
+            path: p.display().to_string(),
+            inner: Box::new(Error::open(e)),
+        })
+    };
+    let (d, i) = (open(data)?, open(index)?);
+    lock(&d, data, mode)?;
+    // A sparse layer's index file is not used; its data file's lock is
+    // the layer's.
+    if !same_inode(&d, &i) {
+        lock(&i, index, mode)?;
+    }
+    Layer::open_rw(d, i)
+}
+
+fn same_inode(a: &File, b: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (a.metadata(), b.metadata()) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// What [`seal_in_place`] appended.
 #[derive(Debug, Clone, Serialize)]
 pub struct SealReport {
@@ -360,15 +393,7 @@ pub struct SealReport {
 /// # Errors
 /// A layer that is not writable; I/O errors.
 pub fn seal_in_place(data: &Path, index: &Path) -> Result<SealReport> {
-    let d = File::open(data).map_err(|e| Error::InLayer {
-        path: data.display().to_string(),
-        inner: Box::new(Error::open(e)),
-    })?;
-    let i = File::open(index).map_err(|e| Error::InLayer {
-        path: index.display().to_string(),
-        inner: Box::new(Error::open(e)),
-    })?;
-    let layer = Layer::open_rw(d, i)?;
+    let layer = open_writable(data, index, LockMode::Exclusive)?;
     let h = &layer.header();
     let file = OpenOptions::new()
         .write(true)

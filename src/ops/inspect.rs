@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::format::lsmt::layer::IndexBudget;
 use crate::format::lsmt::raw::{HEADER_SPACE, SECTOR_SIZE, SEGMENT_SIZE};
 use crate::format::lsmt::{self, header::flag_names, index, Header, Kind, Layer, Segment};
 use crate::format::tar::Payload;
@@ -249,7 +250,12 @@ fn layer_report(layer: &Layer, with_segments: bool) -> LsmtReport {
 ///
 /// # Errors
 /// Any format or I/O error met on the way.
-pub fn inspect_file(path: &Path, with_segments: bool, opts: BlobOptions) -> Result<FileReport> {
+pub fn inspect_file(
+    path: &Path,
+    with_segments: bool,
+    opts: BlobOptions,
+    budget: &IndexBudget,
+) -> Result<FileReport> {
     let blob = Blob::open(path, opts)?;
     let mut containers = blob.containers();
     let zfile = blob.zfile().map(|z| {
@@ -275,7 +281,7 @@ pub fn inspect_file(path: &Path, with_segments: bool, opts: BlobOptions) -> Resu
     let view = blob.view().clone();
     let (kind, lsmt) = if is_lsmt(view.as_ref())? {
         containers.push("lsmt");
-        inspect_lsmt(path, view, with_segments)?
+        inspect_lsmt(path, view, with_segments, budget)?
     } else if blob.zfile().is_some() || blob.tar().is_some() {
         ("raw", None)
     } else {
@@ -299,6 +305,7 @@ fn inspect_lsmt(
     path: &Path,
     view: Arc<dyn ReadAt>,
     with_segments: bool,
+    budget: &IndexBudget,
 ) -> Result<(&'static str, Option<LsmtReport>)> {
     let mut buf = vec![0u8; HEADER_SPACE as usize];
     let len = view.len();
@@ -314,7 +321,7 @@ fn inspect_lsmt(
     if !header.is_header() {
         return Err(Error::corrupt(
             "lsmt header",
-            28,
+            core::mem::offset_of!(crate::format::lsmt::raw::RawHeader, flags) as u64,
             format!(
                 "flags {:#x}: the record at offset 0 is not a header",
                 header.flags
@@ -324,6 +331,7 @@ fn inspect_lsmt(
     if !header.is_data() {
         // A writable layer's index file: header + records.
         let records = (len - HEADER_SPACE) / SEGMENT_SIZE;
+        budget.take(records)?;
         let mut raw = vec![0u8; (records * SEGMENT_SIZE) as usize];
         view.read_exact_at(&mut raw, HEADER_SPACE)?;
         let mut rw = index::RwIndex::new();
@@ -350,7 +358,7 @@ fn inspect_lsmt(
         Header::parse(&buf, "lsmt trailer", len - HEADER_SPACE).is_ok()
     };
     if has_trailer || header.is_sealed() {
-        let layer = Layer::open_ro(view)?;
+        let layer = Layer::open_ro_within(view, budget)?;
         let kind = match layer.kind() {
             Kind::Committed => "lsmt_ro",
             _ => "lsmt_sealed",
@@ -359,9 +367,10 @@ fn inspect_lsmt(
     }
     if header.is_sparse() {
         let file = std::fs::File::open(path).map_err(Error::open)?;
-        let layer = Layer::open_rw(
+        let layer = Layer::open_rw_within(
             file,
             std::fs::File::open("/dev/null").map_err(|e| Error::io("file", 0, e))?,
+            budget,
         )?;
         return Ok((
             "lsmt_rw_sparse_data",

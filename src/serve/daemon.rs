@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-use super::runstate::{process_start, run_dir, wait_until, Record, Upper};
+use super::runstate::{
+    check_run_dir, ensure_run_dir, process_start, run_dir, wait_until, Record, Upper,
+};
 use super::sys::{self, BlockedSignals, Forked, STOP_SIGNALS};
 use super::target::Target;
 use crate::format::lsmt::writable::WritableLayer;
@@ -445,8 +447,7 @@ fn background(
     on_live: OnLive,
 ) -> anyhow::Result<Finished> {
     let dir = run_dir();
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating the run directory {}", dir.display()))?;
+    ensure_run_dir(&dir)?;
     let (rx, tx) = sys::pipe().context("creating the startup pipe")?;
     std::io::stdout().flush()?;
     std::io::stderr().flush()?;
@@ -491,7 +492,7 @@ fn server_child(
         let signals = block_stop_signals()?;
         let _ = rustix::process::setsid();
         let null = File::options().read(true).write(true).open("/dev/null")?;
-        let log = File::create(&log_path)
+        let log = create_log(&log_path)
             .with_context(|| format!("creating the log {}", log_path.display()))?;
         sys::redirect(&null, 0)?;
         sys::redirect(&null, 1)?;
@@ -521,6 +522,17 @@ fn server_child(
             Finished::ServerFailed
         }
     }
+}
+
+/// A new log file: never through a symbolic link, never an existing file.
+fn create_log(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// The starting command: wait for the server's verdict.
@@ -633,9 +645,16 @@ pub fn detach(
 ) -> anyhow::Result<Detached> {
     use anyhow::bail;
     let dir = run_dir();
+    check_run_dir(&dir)?;
     let record = Record::load(&dir, id)?;
     let exists = transport.exists(id);
     let how = match record {
+        Some(r) if r.server_alive() && !r.server_is_obd() => bail!(
+            "the record of ublk device {id} names pid {}, which is not an obd attach \
+             server: not signalling it (remove {} if it is stale)",
+            r.pid,
+            Record::path(&dir, id).display()
+        ),
         Some(r) if r.server_alive() => {
             if let Some(at) = transport.mounted_at(id).filter(|_| !force) {
                 bail!("/dev/ublkb{id} is mounted at {at}; unmount it first (or use --force)");

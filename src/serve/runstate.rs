@@ -26,6 +26,63 @@ pub fn run_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR))
 }
 
+/// Makes sure the run directory can be trusted, creating it (mode 0700)
+/// when it does not exist: a directory that is a symbolic link, is owned by
+/// another user or is writable by others could hold forged records (which
+/// would make `detach` signal any process) and is refused.
+///
+/// # Errors
+/// [`Error::Invalid`] for an untrustworthy directory; I/O errors.
+pub fn ensure_run_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.symlink_metadata().is_err() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::file(dir, "create", e))?;
+    }
+    check_run_dir(dir)
+}
+
+/// Checks an existing run directory (see [`ensure_run_dir`]); a missing one
+/// is fine (it holds no records).
+///
+/// # Errors
+/// [`Error::Invalid`] for an untrustworthy directory.
+pub fn check_run_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = match dir.symlink_metadata() {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::file(dir, "read", e)),
+    };
+    let me = rustix::process::geteuid().as_raw();
+    let why = if !m.is_dir() {
+        Some("is not a directory (a symbolic link?)".to_string())
+    } else if m.uid() != me {
+        Some(format!("is owned by uid {}, not {me}", m.uid()))
+    } else if m.mode() & 0o022 != 0 {
+        Some(format!(
+            "is writable by others (mode {:o})",
+            m.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::invalid(
+            "run directory",
+            format!(
+                "{} {why}: its records cannot be trusted (use a directory of your own, \
+                 mode 0700, or set OBD_RUN_DIR)",
+                dir.display()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The writable top layer of a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upper {
@@ -80,7 +137,7 @@ impl Record {
     /// # Errors
     /// I/O errors of the run directory.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("run directory", 0, e))?;
+        ensure_run_dir(dir)?;
         let mut f = AtomicFile::create(&Self::path(dir, self.id), true)?;
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::invalid("run-state record", e))?;
@@ -101,9 +158,17 @@ impl Record {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("run-state record", 0, e)),
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::invalid("run-state record", format!("{}: {e}", p.display())))
+        let r: Self = serde_json::from_str(&text)
+            .map_err(|e| Error::invalid("run-state record", format!("{}: {e}", p.display())))?;
+        // A record is named after its device: one that says otherwise was
+        // not written by obd.
+        if r.id != id {
+            return Err(Error::invalid(
+                "run-state record",
+                format!("{} names device {}", p.display(), r.id),
+            ));
+        }
+        Ok(Some(r))
     }
 
     /// Removes the record of device `id` (a missing one is fine).
@@ -130,6 +195,34 @@ impl Record {
     /// True while the recorded server process runs.
     pub fn server_alive(&self) -> bool {
         process_start(self.pid) == Some(self.pid_start)
+    }
+
+    /// True when the recorded process is running and is an obd server (its
+    /// executable is named as this one, and its command line is an `attach`):
+    /// only then may it be signalled. A forged record naming another
+    /// process fails this.
+    pub fn server_is_obd(&self) -> bool {
+        if !self.server_alive() {
+            return false;
+        }
+        let name_of = |p: &Path| p.file_name().map(|n| n.to_owned());
+        let exe = std::fs::read_link(format!("/proc/{}/exe", self.pid)).ok();
+        let ours = std::env::current_exe().ok();
+        // A deleted (upgraded) binary shows as "obd (deleted)".
+        let exe_name = exe.as_deref().and_then(name_of).map(|n| {
+            n.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_string()
+        });
+        let our_name = ours
+            .as_deref()
+            .and_then(name_of)
+            .map(|n| n.to_string_lossy().into_owned());
+        if exe_name.is_none() || exe_name != our_name {
+            return false;
+        }
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        cmdline.split(|&b| b == 0).any(|a| a == b"attach")
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::format::lsmt::layer::IndexBudget;
 use crate::format::lsmt::Layer;
 use crate::format::tar::{self, Payload};
 use crate::format::zfile::{self, ZFile};
@@ -119,6 +120,14 @@ impl Blob {
     /// # Errors
     /// Format errors of the LSMT layer.
     pub fn layer(&self) -> Result<Layer> {
+        self.layer_within(&IndexBudget::default())
+    }
+
+    /// [`Blob::layer`], its index taken from `budget`.
+    ///
+    /// # Errors
+    /// As [`Blob::layer`]; an index over the budget.
+    pub fn layer_within(&self, budget: &IndexBudget) -> Result<Layer> {
         if !is_lsmt(self.view.as_ref())? {
             let what = match (&self.tar, &self.zfile) {
                 (_, Some(_)) => "the ZFile holds no LSMT layer (a raw image?)",
@@ -127,7 +136,7 @@ impl Blob {
             };
             return Err(Error::corrupt("layer blob", 0, what));
         }
-        Layer::open_ro(self.view.clone())
+        Layer::open_ro_within(self.view.clone(), budget)
     }
 }
 

@@ -171,11 +171,85 @@ fn resolve_lower(i: usize, l: &RawLower, base: &Path) -> Result<PathBuf> {
     ))
 }
 
-/// Writes overlaybd's result file: `success`, or `failed:<reason>`.
+/// Where the result file `rf` of the config at `config` may be written:
+/// only next to the config (in its directory) or under `result_dir`, so that
+/// a config cannot make obd, which attaches as root, write anywhere.
 ///
 /// # Errors
-/// I/O errors writing it.
+/// [`Error::Invalid`] for a result file elsewhere (through `..`, an
+/// absolute path or a symbolic link to another directory).
+pub fn check_result_file(config: &Path, rf: &Path, result_dir: Option<&Path>) -> Result<PathBuf> {
+    let refuse = |why: &str| {
+        Error::invalid(
+            "resultFile",
+            format!(
+                "{}: {why}; the result file is written only next to the config or under \
+                 --result-dir",
+                rf.display()
+            ),
+        )
+    };
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    let config_dir = match config.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = rf.file_name().ok_or_else(|| refuse("not a file name"))?;
+    let parent = match rf.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let parent = canon(parent).ok_or_else(|| refuse("its directory does not exist"))?;
+    let next_to_config = canon(config_dir).is_some_and(|d| d == parent);
+    let under_result_dir = result_dir
+        .and_then(canon)
+        .is_some_and(|d| parent.starts_with(d));
+    if !next_to_config && !under_result_dir {
+        return Err(refuse("outside the allowed directories"));
+    }
+    Ok(parent.join(name))
+}
+
+/// True when `path` may be replaced by a result file: it does not exist,
+/// or it is a previous result file (a small regular file of this user
+/// holding `success` or `failed:...`), never a symbolic link.
+fn replaceable_result(path: &Path) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let m = match path.symlink_metadata() {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::file(path, "read", e)),
+    };
+    let me = rustix::process::geteuid().as_raw();
+    let mut head = [0u8; 8];
+    let is_result = m.file_type().is_file()
+        && m.uid() == me
+        && m.len() <= 4096
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read(&mut head))
+            .is_ok_and(|n| head[..n].starts_with(b"success") || head[..n].starts_with(b"failed:"));
+    if is_result {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "resultFile",
+            format!(
+                "{} exists and is not a previous result file: not replacing it",
+                path.display()
+            ),
+        ))
+    }
+}
+
+/// Writes overlaybd's result file: `success`, or `failed:<reason>`. Only a
+/// missing file or a previous result file is replaced (see
+/// [`check_result_file`] for where it may be).
+///
+/// # Errors
+/// I/O errors writing it; an existing file that is not a result file.
 pub fn write_result(path: &Path, outcome: std::result::Result<(), &str>) -> Result<()> {
+    replaceable_result(path)?;
     let text = match outcome {
         Ok(()) => "success".to_string(),
         Err(why) => format!("failed:{why}"),

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::format::lsmt::layer::IndexBudget;
 use crate::format::lsmt::raw::{MAX_STACK_LAYERS, SECTOR_SIZE};
 use crate::format::lsmt::{Kind, Layer, Segment};
 use crate::format::zfile::{BlockCache, CacheOptions};
@@ -53,6 +54,9 @@ pub struct ReadOptions {
     pub cache: CacheOptions,
     /// Decompress the blocks of large reads on several threads.
     pub parallel: bool,
+    /// Memory the indexes of all the stack's layers may take, in bytes
+    /// ([`IndexBudget`]).
+    pub max_index_memory: u64,
 }
 
 impl Default for ReadOptions {
@@ -61,6 +65,7 @@ impl Default for ReadOptions {
             blob: BlobOptions::default(),
             cache: CacheOptions::default(),
             parallel: true,
+            max_index_memory: IndexBudget::DEFAULT,
         }
     }
 }
@@ -105,8 +110,20 @@ impl StackLayer {
     /// # Errors
     /// Format and I/O errors of the blob.
     pub fn open_source(source: &LayerSource, opts: BlobOptions) -> Result<Self> {
+        Self::open_source_within(source, opts, &IndexBudget::default())
+    }
+
+    /// [`StackLayer::open_source`], its index taken from `budget`.
+    ///
+    /// # Errors
+    /// As [`StackLayer::open_source`]; an index over the budget.
+    pub fn open_source_within(
+        source: &LayerSource,
+        opts: BlobOptions,
+        budget: &IndexBudget,
+    ) -> Result<Self> {
         let blob = Blob::open_source(source, opts)?;
-        let layer = blob.layer()?;
+        let layer = blob.layer_within(budget)?;
         Ok(StackLayer::new(source.to_string(), layer, Some(blob)))
     }
 
@@ -115,11 +132,19 @@ impl StackLayer {
     /// # Errors
     /// Format and I/O errors of either file.
     pub fn open_rw(data: &Path, index: &Path) -> Result<Self> {
+        Self::open_rw_within(data, index, &IndexBudget::default())
+    }
+
+    /// [`StackLayer::open_rw`], its index taken from `budget`.
+    ///
+    /// # Errors
+    /// As [`StackLayer::open_rw`]; an index over the budget.
+    pub fn open_rw_within(data: &Path, index: &Path, budget: &IndexBudget) -> Result<Self> {
         let d = File::open(data).map_err(|e| at_path(data, Error::open(e)))?;
         let i = File::open(index).map_err(|e| at_path(index, Error::open(e)))?;
         Ok(StackLayer::new(
             data.display().to_string(),
-            Layer::open_rw(d, i)?,
+            Layer::open_rw_within(d, i, budget)?,
             None,
         ))
     }
@@ -271,15 +296,24 @@ impl Stack {
         upper: Option<(&Path, &Path)>,
         opts: ReadOptions,
     ) -> Result<Self> {
+        // Refused before any layer is opened: the count, then each index
+        // against the stack's memory budget before it is read.
+        check_layer_count(sources.len())?;
+        let budget = IndexBudget::new(opts.max_index_memory);
         let mut layers = Vec::with_capacity(sources.len() + 1);
         for s in sources {
-            layers.push(StackLayer::open_source(s, opts.blob).map_err(|e| in_layer(s, e))?);
+            layers.push(
+                StackLayer::open_source_within(s, opts.blob, &budget)
+                    .map_err(|e| in_layer(s, e))?,
+            );
         }
         if let Some((d, i)) = upper {
-            layers.push(StackLayer::open_rw(d, i).map_err(|e| match e {
-                e @ Error::InLayer { .. } => e,
-                e => at_path(d, e),
-            })?);
+            layers.push(
+                StackLayer::open_rw_within(d, i, &budget).map_err(|e| match e {
+                    e @ Error::InLayer { .. } => e,
+                    e => at_path(d, e),
+                })?,
+            );
         }
         Self::new_with(layers, opts)
     }
@@ -307,12 +341,7 @@ impl Stack {
             .last()
             .is_some_and(|l| matches!(l.layer.kind(), Kind::Writable | Kind::SparseWritable));
         let ro = layers.len() - rw_top as usize;
-        if ro > MAX_STACK_LAYERS {
-            return Err(Error::invalid(
-                "stack",
-                format!("{ro} read-only layers; at most {MAX_STACK_LAYERS} can be stacked"),
-            ));
-        }
+        check_layer_count(ro)?;
         if layers[..ro]
             .iter()
             .any(|l| matches!(l.layer.kind(), Kind::Writable | Kind::SparseWritable))
@@ -550,6 +579,17 @@ impl Stack {
         }
         out
     }
+}
+
+/// At most [`MAX_STACK_LAYERS`] read-only layers can be stacked.
+fn check_layer_count(ro: usize) -> Result<()> {
+    if ro > MAX_STACK_LAYERS {
+        return Err(Error::invalid(
+            "stack",
+            format!("{ro} read-only layers; at most {MAX_STACK_LAYERS} can be stacked"),
+        ));
+    }
+    Ok(())
 }
 
 fn at_path(p: &Path, e: Error) -> Error {

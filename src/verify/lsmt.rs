@@ -72,8 +72,9 @@ macro_rules! bytes_of {
     }};
 }
 
-/// Index entries read at most (16 bytes each); more is reported, not read.
-const MAX_INDEX_READ: u64 = 16 << 20;
+/// Index entries of a read-only layer read at most (16 bytes each): the
+/// reference's limit; more is reported, not read.
+const MAX_INDEX_READ: u64 = MAX_RO_INDEX_ENTRIES;
 
 /// Where problems are: offsets are in the LSMT view; inside a ZFile the
 /// block holding the offset is named too.

@@ -41,6 +41,22 @@ pub fn decode_all(bytes: &[u8]) -> Vec<Option<Segment>> {
         .collect()
 }
 
+/// Checks that an entry maps at least one sector: no writer makes an empty
+/// entry, and an index of empty entries only costs memory.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming the entry.
+pub fn check_length(s: &Segment, what: &'static str, at: u64, position: usize) -> Result<()> {
+    if s.length == 0 {
+        return Err(Error::corrupt(
+            what,
+            at,
+            format!("entry {position} (lba {}) maps no sectors", s.offset),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one entry's physical range against the data section
 /// `[DATA_START_SECTORS, data_end)` (sectors).
 ///
@@ -87,6 +103,7 @@ pub fn check_physical(
 /// [`Error::Corrupt`] naming the first offending entry.
 pub fn validate_ro(segs: &[Segment], data_end: u64, what: &'static str, at: u64) -> Result<()> {
     for (i, s) in segs.iter().enumerate() {
+        check_length(s, what, at, i)?;
         check_physical(s, data_end, what, at, i)?;
         if i > 0 {
             let p = &segs[i - 1];

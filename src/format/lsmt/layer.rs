@@ -20,6 +20,90 @@ macro_rules! off {
     };
 }
 
+/// Memory an index entry costs while a layer is opened and stacked: the
+/// entry as read (16 bytes), decoded ([`Segment`]) and, at most once, in a
+/// stack's merged index (16 bytes and its share of the search tree). An
+/// upper bound, used to refuse an index before it is allocated.
+pub const INDEX_BYTES_PER_ENTRY: u64 = SEGMENT_SIZE + core::mem::size_of::<Segment>() as u64 + 24;
+
+/// A budget of index memory shared by the layers of a stack: each layer
+/// takes its share before it allocates its index, so that what a file
+/// claims (a few bytes can claim a billion entries) never decides how much
+/// memory obd uses.
+#[derive(Debug)]
+pub struct IndexBudget {
+    limit: u64,
+    left: std::sync::atomic::AtomicU64,
+}
+
+impl IndexBudget {
+    /// The default budget: 1 GiB, room for about 18 million entries (the
+    /// largest real images have a few hundred thousand).
+    pub const DEFAULT: u64 = 1 << 30;
+
+    /// A budget of `bytes`.
+    pub fn new(bytes: u64) -> Self {
+        IndexBudget {
+            limit: bytes,
+            left: std::sync::atomic::AtomicU64::new(bytes),
+        }
+    }
+
+    /// The budget in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Takes the memory `entries` index entries need.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when that is more than what is left.
+    pub fn take(&self, entries: u64) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let need = entries.saturating_mul(INDEX_BYTES_PER_ENTRY);
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                l.checked_sub(need)
+            })
+            .map(drop)
+            .map_err(|left| {
+                Error::invalid(
+                    "index memory",
+                    format!(
+                        "{entries} index entries need {} MiB, more than the {} MiB left of the \
+                         {} MiB budget (--max-index-memory)",
+                        need.div_ceil(1 << 20),
+                        left >> 20,
+                        self.limit >> 20
+                    ),
+                )
+            })
+    }
+}
+
+impl Default for IndexBudget {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT)
+    }
+}
+
+/// The largest virtual size the index can address: 2^50 sectors.
+pub const MAX_VIRTUAL_SIZE: u64 = (1 << 50) * SECTOR_SIZE;
+
+/// Checks a declared virtual size: a multiple of 512 the index can address
+/// (0 means "inherit" and is checked by the stack).
+fn check_virtual_size(h: &Header, what: &'static str, at: u64) -> Result<()> {
+    let v = h.virtual_size;
+    if v % SECTOR_SIZE != 0 || v > MAX_VIRTUAL_SIZE {
+        return Err(Error::corrupt(
+            what,
+            at + off!(virtual_size),
+            format!("virtual size {v} is not a multiple of 512 up to 2^59 bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// What kind of layer file this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,6 +222,15 @@ impl Layer {
     /// [`Error::BadMagic`] / [`Error::Corrupt`] for anything that does not
     /// satisfy the read-only layer rules; [`Error::Io`] from `r`.
     pub fn open_ro(r: Arc<dyn ReadAt>) -> Result<Self> {
+        Self::open_ro_within(r, &IndexBudget::default())
+    }
+
+    /// [`Layer::open_ro`], its index taken from `budget` before it is read.
+    ///
+    /// # Errors
+    /// As [`Layer::open_ro`]; [`Error::Invalid`] when the index does not fit
+    /// the budget.
+    pub fn open_ro_within(r: Arc<dyn ReadAt>, budget: &IndexBudget) -> Result<Self> {
         let len = r.len();
         if len < 2 * HEADER_SPACE {
             return Err(Error::corrupt(
@@ -189,7 +282,16 @@ impl Layer {
             "lsmt trailer",
             at + off!(index_offset),
         )?;
-        if n > MAX_INDEX_ENTRIES || end > at {
+        if n > MAX_RO_INDEX_ENTRIES {
+            return Err(Error::corrupt(
+                "lsmt trailer",
+                at + off!(index_size),
+                format!(
+                    "index of {n} entries: more than the {MAX_RO_INDEX_ENTRIES} a read-only layer may have"
+                ),
+            ));
+        }
+        if end > at {
             return Err(Error::corrupt(
                 "lsmt trailer",
                 at + off!(index_offset),
@@ -199,6 +301,8 @@ impl Layer {
                 ),
             ));
         }
+        check_virtual_size(&trailer, "lsmt trailer", at)?;
+        budget.take(n)?;
         let mut raw = vec![0u8; bytes as usize];
         r.read_exact_at(&mut raw, trailer.index_offset)?;
         let segments = index::decode(&raw);
@@ -228,13 +332,22 @@ impl Layer {
     /// [`Error::BadMagic`] / [`Error::Corrupt`] when either file is not what
     /// `overlaybd-create` makes; [`Error::Io`].
     pub fn open_rw(data: File, index_file: File) -> Result<Self> {
+        Self::open_rw_within(data, index_file, &IndexBudget::default())
+    }
+
+    /// [`Layer::open_rw`], its index taken from `budget` before it is read.
+    ///
+    /// # Errors
+    /// As [`Layer::open_rw`]; [`Error::Invalid`] when the index does not fit
+    /// the budget.
+    pub fn open_rw_within(data: File, index_file: File, budget: &IndexBudget) -> Result<Self> {
         let data = FileAt::new(data)?;
         let header = read_data_header(&data)?;
         if header.is_sparse() {
-            return Self::open_sparse(data, header);
+            return Self::open_sparse(data, header, budget);
         }
         let index = FileAt::new(index_file)?;
-        Self::open_rw_views(Arc::new(data), &index)
+        Self::open_rw_in(Arc::new(data), &index, budget)
     }
 
     /// Opens a (non-sparse) writable layer from views of its data and index
@@ -244,6 +357,10 @@ impl Layer {
     /// As [`Layer::open_rw`]; [`Error::Unsupported`] for a sparse data file,
     /// whose index comes from the file system's extents.
     pub fn open_rw_views(data: Arc<dyn ReadAt>, index: &dyn ReadAt) -> Result<Self> {
+        Self::open_rw_in(data, index, &IndexBudget::default())
+    }
+
+    fn open_rw_in(data: Arc<dyn ReadAt>, index: &dyn ReadAt, budget: &IndexBudget) -> Result<Self> {
         let header = read_data_header(data.as_ref())?;
         if header.is_sparse() {
             return Err(Error::unsupported(
@@ -286,6 +403,8 @@ impl Layer {
                 format!("{records} records exceed the limit of {MAX_INDEX_ENTRIES}"),
             ));
         }
+        check_virtual_size(&ih, "lsmt index header", 0)?;
+        budget.take(records)?;
         let data_end = dlen / SECTOR_SIZE;
         let mut rw = RwIndex::new();
         const CHUNK: u64 = 1 << 16; // records per read
@@ -297,7 +416,9 @@ impl Layer {
             let at = HEADER_SPACE + done * SEGMENT_SIZE;
             index.read_exact_at(&mut chunk, at)?;
             for (k, s) in index::decode_all(&chunk).into_iter().enumerate() {
-                let Some(s) = s else { continue };
+                let Some(s) = s.filter(|s| s.length > 0) else {
+                    continue;
+                };
                 let pos = done + k as u64;
                 index::check_physical(
                     &s,
@@ -322,8 +443,11 @@ impl Layer {
         })
     }
 
-    fn open_sparse(data: FileAt, header: Header) -> Result<Self> {
+    fn open_sparse(data: FileAt, header: Header, budget: &IndexBudget) -> Result<Self> {
+        check_virtual_size(&header, "lsmt data header", 0)?;
         let extents = data_extents(data.file(), HEADER_SPACE, data.len())?;
+        // Each extent becomes at least one entry.
+        budget.take(extents.len() as u64)?;
         let mut segments = Vec::new();
         for (b, e) in extents {
             let mut lba = (b - HEADER_SPACE) / SECTOR_SIZE;

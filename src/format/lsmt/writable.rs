@@ -44,6 +44,7 @@ use super::segment::{Segment, MAX_LENGTH, MAX_OFFSET};
 use crate::error::{Error, Result};
 use crate::format::uuid::Uuid;
 use crate::io::atomic::AtomicFile;
+use crate::io::lock::{lock, LockMode};
 use crate::io::{check_range, ReadAt};
 
 /// Largest piece of one write, in bytes (the reference's `MAX_IO_SIZE`).
@@ -103,6 +104,15 @@ pub fn create(data: &Path, index: &Path, opts: &CreateOptions) -> Result<CreateR
             format!("{vs} is not a multiple of 512 within the largest LBA"),
         ));
     }
+    if same_file(data, index) {
+        return Err(Error::invalid(
+            "create",
+            format!(
+                "{} is given as both the data file and the index file",
+                data.display()
+            ),
+        ));
+    }
     let uuid = opts.uuid.unwrap_or_else(Uuid::random);
     let parent = opts.parent_uuid.unwrap_or_else(Uuid::null);
     let fields = |flags, index_offset| HeaderFields {
@@ -133,8 +143,15 @@ pub fn create(data: &Path, index: &Path, opts: &CreateOptions) -> Result<CreateR
             "lsmt index header",
         )?;
     }
+    // Both or neither: a data file whose index could not be named is
+    // removed again (unless it replaced an older one under `force`).
     d.commit()?;
-    i.commit()?;
+    if let Err(e) = i.commit() {
+        if !opts.force {
+            let _ = std::fs::remove_file(data);
+        }
+        return Err(e);
+    }
     Ok(CreateReport {
         data: data.display().to_string(),
         index: index.display().to_string(),
@@ -143,6 +160,31 @@ pub fn create(data: &Path, index: &Path, opts: &CreateOptions) -> Result<CreateR
         uuid: uuid.as_str().to_string(),
         parent_uuid: parent.as_str().to_string(),
     })
+}
+
+/// True when `a` and `b` name the same file (the same path, or the same
+/// existing file by device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if a == b {
+        return true;
+    }
+    let canon = |p: &Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::canonicalize(dir)
+            .ok()
+            .map(|d| d.join(p.file_name().unwrap_or_default()))
+    };
+    if canon(a).is_some_and(|x| Some(x) == canon(b)) {
+        return true;
+    }
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 fn write_all(f: &mut File, b: &[u8], what: &'static str) -> Result<()> {
@@ -195,6 +237,9 @@ impl WritableLayer {
                 .map_err(|e| Error::io(what, 0, e))
         };
         let d = open(data, "lsmt data file")?;
+        // One writer at a time (see `io::lock`): the locks live as long as
+        // the files, that is as long as this layer.
+        lock(&d, data, LockMode::Exclusive)?;
         let sparse_probe = {
             let mut b = vec![0u8; HEADER_SPACE as usize];
             d.read_exact_at(&mut b, 0)
@@ -205,7 +250,9 @@ impl WritableLayer {
         let i = if sparse_probe {
             None
         } else {
-            Some(open(index, "lsmt index file")?)
+            let f = open(index, "lsmt index file")?;
+            lock(&f, index, LockMode::Exclusive)?;
+            Some(f)
         };
         let layer = Layer::open_rw(
             d.try_clone()
@@ -728,6 +775,8 @@ mod tests {
         l.flush().unwrap();
         let mut before = vec![0u8; 4 << 20];
         l.read_exact_at(&mut before, 0).unwrap();
+        // One writer at a time: the layer is closed before it is reopened.
+        drop(l);
         let again =
             WritableLayer::open(&dir.path().join("d"), &dir.path().join("i"), None).unwrap();
         let mut after = vec![0u8; 4 << 20];
@@ -758,6 +807,7 @@ mod tests {
         let d = std::fs::read(dir.path().join("d")).unwrap();
         assert!(d[4096 + 8192..4096 + 12288].iter().all(|&x| x == 7));
         l.flush().unwrap();
+        drop(l);
         let again =
             WritableLayer::open(&dir.path().join("d"), &dir.path().join("i"), None).unwrap();
         let mut c = vec![1u8; 8192];
