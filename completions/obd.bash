@@ -22,6 +22,9 @@ _obd() {
             obd,commit)
                 cmd="obd__subcmd__commit"
                 ;;
+            obd,completions)
+                cmd="obd__subcmd__completions"
+                ;;
             obd,create)
                 cmd="obd__subcmd__create"
                 ;;
@@ -43,6 +46,9 @@ _obd() {
             obd,list)
                 cmd="obd__subcmd__list"
                 ;;
+            obd,man)
+                cmd="obd__subcmd__man"
+                ;;
             obd,map)
                 cmd="obd__subcmd__map"
                 ;;
@@ -60,6 +66,9 @@ _obd() {
                 ;;
             obd__subcmd__help,commit)
                 cmd="obd__subcmd__help__subcmd__commit"
+                ;;
+            obd__subcmd__help,completions)
+                cmd="obd__subcmd__help__subcmd__completions"
                 ;;
             obd__subcmd__help,create)
                 cmd="obd__subcmd__help__subcmd__create"
@@ -81,6 +90,9 @@ _obd() {
                 ;;
             obd__subcmd__help,list)
                 cmd="obd__subcmd__help__subcmd__list"
+                ;;
+            obd__subcmd__help,man)
+                cmd="obd__subcmd__help__subcmd__man"
                 ;;
             obd__subcmd__help,map)
                 cmd="obd__subcmd__help__subcmd__map"
@@ -125,12 +137,16 @@ _obd() {
 
     case "${cmd}" in
         obd)
-            opts="-q -h -V --json --quiet --help --version inspect map flatten demo attach detach list create commit merge zfile verify help"
+            opts="-q -h -V --json --format --quiet --help --version inspect map flatten demo attach detach list create commit merge zfile verify completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -139,7 +155,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__attach)
-            opts="-q -h -V --upper --read-only --queues --depth --foreground --config --result-dir --timeout --cache-size --ignore-chain --max-index-memory --json --quiet --help --version"
+            opts="-q -h -V --upper --read-only --queues --depth --foreground --config --result-dir --timeout --cache-size --ignore-chain --max-index-memory --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -177,6 +193,10 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -185,7 +205,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__commit)
-            opts="-m -p -z -t -f -q -h -V --message --uuid --parent-uuid --zfile --algorithm --level --block-size --threads --diff-unit --tar --force --seal --raw --base --ignore-chain --max-index-memory --json --quiet --help --version"
+            opts="-m -p -z -t -f -q -h -V --message --uuid --parent-uuid --zfile --algorithm --level --block-size --threads --diff-unit --tar --force --seal --raw --base --ignore-chain --max-index-memory --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -220,7 +240,7 @@ _obd() {
                     return 0
                     ;;
                 --block-size)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "4K 8K 16K 32K 64K" -- "${cur}"))
                     return 0
                     ;;
                 --threads)
@@ -243,6 +263,28 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__completions)
+            opts="-q -h -V --json --format --quiet --help --version bash elvish fish powershell zsh"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -251,7 +293,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__create)
-            opts="-s -p -f -q -h -V --size --sparse --uuid --parent-uuid --force --json --quiet --help --version"
+            opts="-s -p -f -q -h -V --size --sparse --uuid --parent-uuid --force --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -273,6 +315,10 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -281,7 +327,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__demo)
-            opts="-q -h -V --keep --json --quiet --help --version"
+            opts="-q -h -V --keep --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -289,6 +335,10 @@ _obd() {
             case "${prev}" in
                 --keep)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -299,7 +349,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__detach)
-            opts="-f -q -h -V --force --timeout --json --quiet --help --version"
+            opts="-f -q -h -V --force --timeout --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -307,6 +357,10 @@ _obd() {
             case "${prev}" in
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -317,7 +371,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__flatten)
-            opts="-o -f -q -h -V --output --force --upper --cache-size --ignore-chain --max-index-memory --json --quiet --help --version"
+            opts="-o -f -q -h -V --output --force --upper --cache-size --ignore-chain --max-index-memory --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -343,6 +397,10 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -351,7 +409,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help)
-            opts="inspect map flatten demo attach detach list create commit merge zfile verify help"
+            opts="inspect map flatten demo attach detach list create commit merge zfile verify completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -379,6 +437,20 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help__subcmd__commit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__help__subcmd__completions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -490,6 +562,20 @@ _obd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        obd__subcmd__help__subcmd__man)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         obd__subcmd__help__subcmd__map)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -575,7 +661,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__inspect)
-            opts="-q -h -V --index --stack --upper --max-index-memory --json --quiet --help --version"
+            opts="-q -h -V --index --stack --upper --max-index-memory --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -587,6 +673,10 @@ _obd() {
                     ;;
                 --max-index-memory)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -597,12 +687,38 @@ _obd() {
             return 0
             ;;
         obd__subcmd__list)
-            opts="-q -h -V --json --quiet --help --version"
+            opts="-q -h -V --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__man)
+            opts="-q -h -V --dir --json --format --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -611,13 +727,21 @@ _obd() {
             return 0
             ;;
         obd__subcmd__map)
-            opts="-q -h -V --lba --upper --ignore-chain --max-index-memory --json --quiet --help --version"
+            opts="-q -h -V --lba --start --length --upper --ignore-chain --max-index-memory --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --lba)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --start)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --length)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -629,6 +753,10 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -637,7 +765,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__merge)
-            opts="-o -z -t -p -m -f -q -h -V --output --zfile --algorithm --level --block-size --threads --tar --uuid --parent-uuid --message --force --ignore-chain --max-index-memory --json --quiet --help --version"
+            opts="-o -z -t -p -m -f -q -h -V --output --zfile --algorithm --level --block-size --threads --tar --uuid --parent-uuid --message --force --ignore-chain --max-index-memory --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -660,7 +788,7 @@ _obd() {
                     return 0
                     ;;
                 --block-size)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "4K 8K 16K 32K 64K" -- "${cur}"))
                     return 0
                     ;;
                 --threads)
@@ -691,6 +819,10 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -699,7 +831,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__verify)
-            opts="-q -h -V --digest --stack --upper --allow-empty --threads --json --quiet --help --version"
+            opts="-q -h -V --digest --stack --upper --allow-empty --threads --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -717,6 +849,10 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -725,12 +861,16 @@ _obd() {
             return 0
             ;;
         obd__subcmd__zfile)
-            opts="-q -h -V --json --quiet --help --version compress decompress help"
+            opts="-q -h -V --json --format --quiet --help --version compress decompress help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -739,7 +879,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__zfile__subcmd__compress)
-            opts="-f -q -h -V --algorithm --level --block-size --threads --tar --force --json --quiet --help --version"
+            opts="-f -q -h -V --algorithm --level --block-size --threads --tar --force --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -754,11 +894,15 @@ _obd() {
                     return 0
                     ;;
                 --block-size)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "4K 8K 16K 32K 64K" -- "${cur}"))
                     return 0
                     ;;
                 --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -769,7 +913,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__zfile__subcmd__decompress)
-            opts="-f -q -h -V --threads --force --json --quiet --help --version"
+            opts="-f -q -h -V --threads --force --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -777,6 +921,10 @@ _obd() {
             case "${prev}" in
                 --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
                     return 0
                     ;;
                 *)

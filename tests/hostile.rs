@@ -439,3 +439,78 @@ fn a_forged_run_record_does_not_make_detach_signal_a_process() {
     let e = obd_run_dir(&run, &["detach", "7"]).clean_error().stderr();
     assert!(e.contains("writable by others"), "{e}");
 }
+
+/// Opening any layer blob costs at most this much memory, whatever its
+/// headers claim: a read-only index may hold at most 1,000,000 entries (16
+/// bytes read, 24 decoded each), and nothing else grows with what a file
+/// says.
+const MAX_OPEN_BYTES: usize = 48 << 20;
+
+#[test]
+fn opening_a_blob_allocates_what_the_limits_allow_whatever_it_claims() {
+    use obd::format::zfile::{Algorithm, Writer as ZWriter, WriterOptions};
+    use obd::source::{Blob, BlobOptions, LayerSource};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        ..Config::default()
+    });
+    let entries = prop_oneof![0u64..300, 999_000u64..1_001_000, 1_001_000u64..1_500_000];
+    runner
+        .run(
+            &(entries, any::<bool>(), 0u8..4, any::<u64>(), any::<bool>()),
+            |(n, empty, wrap, claim, lie)| {
+                let mut raw = committed_with_index(n, |i| Segment {
+                    offset: 2 * i,
+                    length: u32::from(!empty),
+                    moffset: 8,
+                    zeroed: true,
+                    tag: 0,
+                });
+                if lie {
+                    // The trailer claims an index of any size, anywhere.
+                    let t = raw.len() - 4096;
+                    raw[t + 32..t + 40].copy_from_slice(&(claim >> 20).to_le_bytes());
+                    raw[t + 40..t + 48].copy_from_slice(&claim.to_le_bytes());
+                }
+                let zfile = |algorithm, block_size, raw: &[u8]| {
+                    let mut w = ZWriter::new(
+                        Vec::new(),
+                        WriterOptions {
+                            algorithm,
+                            block_size,
+                            crc: true,
+                            level: 3,
+                        },
+                    )
+                    .unwrap();
+                    w.push(raw).unwrap();
+                    w.finish().unwrap().inner
+                };
+                let blob = match wrap {
+                    0 => raw,
+                    1 => zfile(Algorithm::Lz4, 4096, &raw),
+                    2 => zfile(Algorithm::Zstd, 65536, &raw),
+                    _ => obd::format::tar::wrap(&zfile(Algorithm::Zstd, 65536, &raw)),
+                };
+                let input = blob.len();
+                let view: std::sync::Arc<dyn obd::ReadAt> = std::sync::Arc::new(blob);
+                let (r, peak) = crate::alloc::peak_during(|| {
+                    Blob::from_reader(LayerSource::file("case"), view, BlobOptions::default())
+                        .and_then(|b| b.layer().map(|l| l.segments().len()))
+                });
+                prop_assert!(
+                    peak <= MAX_OPEN_BYTES,
+                    "{peak} bytes to open a {input}-byte blob claiming {n} entries \
+                     (empty {empty}, wrap {wrap}, lie {lie}): {r:?}"
+                );
+                // What is refused is refused for a reason the limits name.
+                if n > 1_000_000 && !lie {
+                    prop_assert!(r.is_err(), "{n} entries accepted");
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}

@@ -2,6 +2,8 @@
 
 mod util;
 
+mod alloc;
+
 mod attach_cli;
 mod bindings;
 mod cli;
@@ -11,6 +13,7 @@ mod fixtures;
 mod fuzz_regressions;
 mod hostile;
 mod read;
+mod readme;
 mod usability;
 mod verify;
 mod vm;

@@ -429,3 +429,248 @@ fn a_reader_that_goes_away_makes_the_writer_fail() {
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(141), "{st:?}");
 }
+
+#[test]
+fn tables_fit_a_terminal_and_pipes_get_plain_columns() {
+    // On a pipe: plain aligned columns, no box characters, full uuids, one
+    // line per record, no trailing blanks.
+    let r = obd(["inspect", "--stack", "L0.commit", "L1.commit", "L2.commit"]).ok();
+    let out = r.stdout();
+    assert!(!out.contains('│') && !out.contains('─'), "{out}");
+    let row = out.lines().find(|l| l.starts_with("1 ")).unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1], "L1.commit");
+    assert_eq!(cols[2], "lsmt_ro");
+    assert_eq!(cols[3], "0000002A-0000-4000-8000-000000000001");
+    assert!(out.lines().all(|l| l == l.trim_end()), "{out:?}");
+    // verify DIR names files relative to the directory.
+    let v = obd(["verify", "--format", "plain", "."]).ok().stdout();
+    assert!(
+        v.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("L0.commit")),
+        "{v}"
+    );
+    // On an 80-column terminal: a table no wider than the terminal.
+    let (mut master, slave) = pty();
+    rustix::termios::tcsetwinsize(
+        &slave,
+        rustix::termios::Winsize {
+            ws_row: 40,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_obd"))
+        .args(["inspect", "--stack", "L0.commit", "L1.commit", "L2.commit"])
+        .current_dir(fixtures())
+        .stdout(slave)
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let mut text = Vec::new();
+    use std::io::Read;
+    // The child is done: read what the terminal holds, then stop.
+    let _ = rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK);
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = master.read(&mut buf) {
+        text.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains('│'), "{text}");
+    for line in text.lines() {
+        assert!(
+            line.trim_end().chars().count() <= 80,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+    // --format table on a pipe, and --format json.
+    assert!(obd(["--format", "table", "map", "L0.commit"])
+        .ok()
+        .stdout()
+        .contains('│'));
+    obd(["--format", "json", "map", "L0.commit"]).ok().json();
+}
+
+#[test]
+fn map_takes_byte_ranges() {
+    let r = obd([
+        "--json",
+        "map",
+        "--start",
+        "64K",
+        "--length",
+        "64K",
+        "L0.commit",
+    ])
+    .ok()
+    .json();
+    let ex = r["extents"].as_array().unwrap();
+    assert_eq!(ex.first().unwrap()["start"], 65536, "{r}");
+    let end: u64 = ex
+        .iter()
+        .map(|e| e["start"].as_u64().unwrap() + e["length"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(end, 131072, "{r}");
+    // Lengths for people in the table, exact in plain form.
+    let t = obd(["--format", "table", "map", "--length", "1M", "L0.commit"]).ok();
+    assert!(t.stdout().contains("KiB"), "{}", t.stdout());
+    let e = obd(["map", "--start", "2G", "L0.commit"])
+        .clean_error()
+        .stderr();
+    assert!(e.contains("past the end"), "{e}");
+    // What the offsets in a layer mean is in the help.
+    let h = obd(["map", "--help"]).ok().stdout();
+    assert!(h.contains("decompressed"), "{h}");
+}
+
+#[test]
+fn progress_from_a_stream_is_a_spinner_with_bytes_and_rate() {
+    use std::io::{Read, Write};
+    let d = tmpdir();
+    let (mut master, slave) = pty();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_obd"))
+        .args(["zfile", "compress", "-", &at(d.path(), "x.zfile")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for _ in 0..40 {
+        stdin.write_all(&vec![7u8; 1 << 20]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let _ = rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK);
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = master.read(&mut buf) {
+        text.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("compress"), "{text}");
+    assert!(
+        text.contains("MB"),
+        "bytes and rate in decimal units: {text}"
+    );
+    assert!(
+        !text.contains("/0 B") && !text.contains("eta"),
+        "a bar with no total: {text}"
+    );
+}
+
+#[test]
+fn layer_kinds_have_one_name_everywhere() {
+    let files = obd(["--json", "inspect", "L1.sealed"]).ok().json();
+    let stack = obd(["--json", "inspect", "--stack", "L1.sealed"])
+        .ok()
+        .json();
+    let verify = obd(["--json", "verify", "L1.sealed"]).code_is(0).json();
+    assert_eq!(files["files"][0]["kind"], "lsmt_sealed");
+    assert_eq!(stack["layers"][0]["kind"], "lsmt_sealed");
+    assert_eq!(verify["files"][0]["kind"], "lsmt_sealed");
+    // Plurals agree with their counts.
+    let v = obd(["verify", "L0.commit"]).ok().stdout();
+    assert!(v.contains("1 file,") && v.contains("(0 problems)"), "{v}");
+}
+
+#[test]
+fn a_missing_input_has_one_wording_in_every_command() {
+    let d = tmpdir();
+    let x = at(d.path(), "x");
+    for args in [
+        vec!["inspect", "nope"],
+        vec!["inspect", "--stack", "nope"],
+        vec!["map", "nope"],
+        vec!["flatten", "-o", &x, "nope"],
+        vec!["merge", "-o", &x, "nope"],
+        vec!["commit", "nope", "nope2", &x],
+        vec!["commit", "nope", &x],
+        vec!["commit", "--raw", "nope", &x],
+        vec!["commit", "--seal", "nope", "nope2"],
+        vec!["zfile", "compress", "nope", &x],
+        vec!["zfile", "decompress", "nope", &x],
+        vec!["verify", "nope"],
+    ] {
+        let e = obd(&args).clean_error().stderr();
+        assert_eq!(
+            e.trim_end(),
+            "obd: nope: cannot open: No such file or directory",
+            "obd {}",
+            args.join(" ")
+        );
+    }
+}
+
+#[test]
+fn a_gnu_tar_is_named_for_what_it_is() {
+    let d = tmpdir();
+    let p = d.path().join("gnu.tar");
+    let mut h = tar::Header::new_gnu();
+    h.set_path("overlaybd.commit").unwrap();
+    h.set_size(512);
+    h.set_cksum();
+    let mut v = h.as_bytes().to_vec();
+    v.extend_from_slice(&[0u8; 512 * 3]);
+    std::fs::write(&p, v).unwrap();
+    let e = obd(["inspect", p.to_str().unwrap()]).clean_error().stderr();
+    assert!(e.contains("GNU tar") && e.contains("cannot read"), "{e}");
+}
+
+#[test]
+fn the_diff_unit_of_a_raw_commit_is_its_own_option() {
+    let d = tmpdir();
+    let dir = d.path();
+    // One byte changed: the layer holds one unit of the size asked for.
+    let base = fxs("base.raw");
+    let mut v = std::fs::read(&base).unwrap();
+    v[100_000] ^= 1;
+    let new = at(dir, "new.raw");
+    std::fs::write(&new, &v).unwrap();
+    let data = |unit: &str| {
+        let out = at(dir, &format!("d{unit}"));
+        let r = obd([
+            "--json",
+            "commit",
+            "--raw",
+            &new,
+            "--base",
+            &fxs("L0.commit"),
+            "--ignore-chain",
+            "--diff-unit",
+            unit,
+            &out,
+        ]);
+        let r = r.ok().json();
+        r["layer"]["data_bytes"].as_u64().unwrap()
+    };
+    let (small, large) = (data("4K"), data("64K"));
+    assert!(small < large, "4K unit: {small} bytes, 64K unit: {large}");
+    // --block-size is the ZFile's block size only: without -z it does nothing.
+    let e = obd([
+        "commit",
+        "--raw",
+        &new,
+        "--block-size",
+        "64K",
+        &at(dir, "e"),
+    ])
+    .clean_error()
+    .stderr();
+    assert!(e.contains("--block-size") && e.contains("-z"), "{e}");
+    // A writable layer given where a read-only one is taken gets a hint that
+    // fits every command.
+    let e = obd(["merge", "-o", &at(dir, "m"), "L1.data"])
+        .clean_error()
+        .stderr();
+    assert!(
+        e.contains("commit it first") && !e.contains("merge --upper"),
+        "{e}"
+    );
+}

@@ -143,7 +143,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         let [data, index] = a.files.as_slice() else {
             return Err(usage("--seal takes DATA INDEX"));
         };
-        let r = commit::seal_in_place(data, index).with_context(|| data.display().to_string())?;
+        let r = commit::seal_in_place(data, index).map_err(|e| out_err(data, e))?;
         if g.json {
             print_json(out, &r)?;
         } else if !g.quiet {

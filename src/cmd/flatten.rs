@@ -58,15 +58,22 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         progress.finish();
         return Ok(ExitCode::SUCCESS);
     }
+    let t0 = std::time::Instant::now();
     let file = AtomicFile::create(&a.output, a.force).map_err(|e| out_err(&a.output, e))?;
     let stats = crate::ops::flatten::to_file(&stack, file.file(), &progress.callback())
         .map_err(|e| out_err(&a.output, e))?;
     file.commit().map_err(|e| out_err(&a.output, e))?;
     progress.finish();
+    let secs = t0.elapsed().as_secs_f64();
     if g.json {
         print_json(
             out,
-            &serde_json::json!({ "output": a.output.display().to_string(), "stats": stats }),
+            &serde_json::json!({
+                "output": a.output.display().to_string(),
+                "stats": stats,
+                "seconds": secs,
+                "mb_per_s": super::zfile::rate(stats.virtual_size, secs),
+            }),
         )?;
     } else if !g.quiet {
         writeln!(

@@ -4,9 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-
-use super::{human, print_json, GlobalArgs, UpperArgs};
+use super::{human, new_table, print_json, render, GlobalArgs, UpperArgs};
 use crate::ops::inspect::{self, FileReport, HeaderReport, RecordReport, StackReport};
 use crate::source::blob::BlobOptions;
 use crate::stack::Stack;
@@ -42,7 +40,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         if g.json {
             print_json(out, &report)?;
         } else {
-            print_stack(out, &report)?;
+            print_stack(g, out, &report)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -78,7 +76,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
                         writeln!(out)?;
                     }
                     first = false;
-                    print_file(out, r)?;
+                    print_file(g, out, r)?;
                 }
                 Err(e) => eprintln!("obd: {e}"),
             }
@@ -91,13 +89,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     })
 }
 
-fn table() -> Table {
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED);
-    t
-}
-
-fn print_file(out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
+fn print_file(g: &GlobalArgs, out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
     writeln!(
         out,
         "{}: {} ({}), {}",
@@ -133,7 +125,7 @@ fn print_file(out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
                 ""
             }
         )?;
-        let mut t = table();
+        let mut t = new_table(g);
         t.set_header(["field", "header", "trailer"]);
         let col = |f: &dyn Fn(&RecordReport) -> String| (f(&z.header), f(&z.trailer));
         let rows: Vec<(&str, (String, String))> = vec![
@@ -165,10 +157,10 @@ fn print_file(out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
         for (k, (h, tr)) in rows {
             t.add_row([k.to_string(), h, tr]);
         }
-        writeln!(out, "{t}")?;
+        writeln!(out, "{}", render(g, &mut t))?;
     }
     if let Some(l) = &r.lsmt {
-        let mut t = table();
+        let mut t = new_table(g);
         let trailer = l.trailer.as_ref();
         t.set_header(["field", "lsmt header", "lsmt trailer"]);
         let col = |f: &dyn Fn(&HeaderReport) -> String| {
@@ -202,7 +194,7 @@ fn print_file(out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
         for (k, (h, tr)) in rows {
             t.add_row([k.to_string(), h, tr]);
         }
-        writeln!(out, "{t}")?;
+        writeln!(out, "{}", render(g, &mut t))?;
         if let Some(ix) = &l.index {
             writeln!(
                 out,
@@ -216,7 +208,7 @@ fn print_file(out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
             )?;
         }
         if let Some(segs) = &l.segments {
-            let mut t = table();
+            let mut t = new_table(g);
             t.set_header(["offset (sectors)", "length", "moffset", "zeroed"]);
             for s in segs {
                 t.add_row([
@@ -234,13 +226,23 @@ fn print_file(out: &mut dyn Write, r: &FileReport) -> anyhow::Result<()> {
                     },
                 ]);
             }
-            writeln!(out, "{t}")?;
+            writeln!(out, "{}", render(g, &mut t))?;
         }
     }
     Ok(())
 }
 
-fn print_stack(out: &mut dyn Write, r: &StackReport) -> anyhow::Result<()> {
+/// A uuid as a table shows it: its first 8 digits on a terminal (the JSON
+/// and plain forms have it whole).
+fn short_uuid(g: &GlobalArgs, u: &str) -> String {
+    if g.plain() || u.len() <= 8 {
+        u.to_string()
+    } else {
+        format!("{}…", &u[..8])
+    }
+}
+
+fn print_stack(g: &GlobalArgs, out: &mut dyn Write, r: &StackReport) -> anyhow::Result<()> {
     writeln!(
         out,
         "stack: {} layers, virtual size {} ({}), {} merged segments",
@@ -256,7 +258,7 @@ fn print_stack(out: &mut dyn Write, r: &StackReport) -> anyhow::Result<()> {
         human(r.zeroed_bytes),
         human(r.hole_bytes)
     )?;
-    let mut t = table();
+    let mut t = new_table(g);
     t.set_header([
         "#", "file", "kind", "uuid", "parent", "segments", "data", "zeroed",
     ]);
@@ -265,22 +267,22 @@ fn print_stack(out: &mut dyn Write, r: &StackReport) -> anyhow::Result<()> {
             l.layer.to_string(),
             l.path.clone(),
             format!(
-                "{:?}{}",
-                l.kind,
+                "{}{}",
+                l.kind.name(),
                 if l.containers.is_empty() {
                     String::new()
                 } else {
                     format!(" ({})", l.containers.join(">"))
                 }
             ),
-            l.uuid.clone(),
-            l.parent_uuid.clone(),
+            short_uuid(g, &l.uuid),
+            short_uuid(g, &l.parent_uuid),
             l.segments.to_string(),
             human(l.data_bytes),
             human(l.zeroed_bytes),
         ]);
     }
-    writeln!(out, "{t}")?;
+    writeln!(out, "{}", render(g, &mut t))?;
     if r.chain_consistent {
         writeln!(out, "parent-uuid chain: consistent")?;
     } else {

@@ -3,10 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 
-use super::{human, print_json, GlobalArgs};
+use super::{cell_lines, human, new_table, print_json, render, GlobalArgs};
 use crate::serve::runstate::{list, run_dir, Entry};
 
 /// Arguments of `obd list`.
@@ -36,8 +35,7 @@ pub fn run(g: &GlobalArgs, _a: Args, out: &mut dyn Write) -> anyhow::Result<Exit
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED);
+    let mut t = new_table(g);
     t.set_header([
         "id",
         "device",
@@ -60,13 +58,13 @@ pub fn run(g: &GlobalArgs, _a: Args, out: &mut dyn Write) -> anyhow::Result<Exit
                 Some(false) => "rw".to_string(),
                 None => String::new(),
             },
-            e.layers.join("\n"),
+            cell_lines(g, &e.layers),
             e.upper
                 .as_ref()
-                .map(|u| format!("{}\n{}", u.data, u.index))
+                .map(|u| cell_lines(g, &[u.data.clone(), u.index.clone()]))
                 .unwrap_or_default(),
         ]);
     }
-    writeln!(out, "{t}")?;
+    writeln!(out, "{}", render(g, &mut t))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,19 +4,31 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 
-use super::{check_chain, print_json, ChainArgs, GlobalArgs, UpperArgs};
+use super::{
+    check_chain, human, new_table, parse_size, print_json, render, ChainArgs, GlobalArgs, UpperArgs,
+};
 use crate::format::lsmt::raw::SECTOR_SIZE;
 use crate::stack::{Extent, Source, Stack};
 
 /// Arguments of `obd map`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Offsets are bytes of the virtual disk. The offset in a layer is a byte \
+offset in the layer's LSMT file; inside a ZFile or tar-wrapped layer that is the decompressed, \
+unwrapped LSMT file, not the blob as stored."
+)]
 pub struct Args {
     /// Show only the extent that holds this sector (512-byte LBA).
-    #[arg(long, value_name = "SECTOR")]
+    #[arg(long, value_name = "SECTOR", conflicts_with_all = ["start", "length"])]
     pub lba: Option<u64>,
+    /// Map from this byte of the virtual disk (e.g. 1G; default 0).
+    #[arg(long, value_name = "OFFSET", value_parser = parse_size)]
+    pub start: Option<u64>,
+    /// Map this many bytes (e.g. 64M; default: to the end of the disk).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub length: Option<u64>,
     /// Writable top layer.
     #[command(flatten)]
     pub upper: UpperArgs,
@@ -35,7 +47,6 @@ pub struct Args {
 struct MapEntry {
     #[serde(flatten)]
     extent: Extent,
-    #[serde(skip_serializing_if = "Option::is_none")]
     file: Option<String>,
 }
 
@@ -76,7 +87,15 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
                 .filter(|e| e.start <= at && at < e.start + e.length)
                 .collect()
         }
-        None => stack.extents(0, stack.virtual_size()),
+        None => {
+            let size = stack.virtual_size();
+            let start = a.start.unwrap_or(0);
+            if start > size {
+                anyhow::bail!("--start {start} is past the end of the virtual disk ({size} bytes)");
+            }
+            let length = a.length.unwrap_or(size - start).min(size - start);
+            stack.extents(start, length)
+        }
     };
     let entries: Vec<MapEntry> = extents
         .into_iter()
@@ -101,8 +120,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED);
+    let mut t = new_table(g);
     t.set_header([
         "start",
         "length",
@@ -120,13 +138,17 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         };
         t.add_row([
             format!("{:#x}", e.start),
-            format!("{:#x}", e.length),
+            if g.plain() {
+                e.length.to_string()
+            } else {
+                human(e.length)
+            },
             kind.to_string(),
             layer,
             off,
             m.file.clone().unwrap_or_default(),
         ]);
     }
-    writeln!(out, "{t}")?;
+    writeln!(out, "{}", render(g, &mut t))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ pub mod create;
 pub mod demo;
 #[cfg(target_os = "linux")]
 pub mod detach;
+pub mod docs;
 pub mod flatten;
 pub mod inspect;
 #[cfg(target_os = "linux")]
@@ -43,12 +44,81 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Print one JSON document on stdout instead of tables.
+    /// Print one JSON document on stdout instead of tables (same as --format json).
     #[arg(long, global = true)]
     pub json: bool,
-    /// Do not show progress bars.
+    /// Output form: tables for a terminal (fitted to its width), plain
+    /// aligned columns for a pipe (for awk and cut), or JSON. Default: a
+    /// table on a terminal, plain otherwise.
+    #[arg(long, global = true, value_name = "FORMAT", value_enum)]
+    pub format: Option<Format>,
+    /// Do not show progress bars or notes.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+/// The output forms of `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Boxed tables fitted to the terminal's width.
+    Table,
+    /// Aligned columns without box characters, one record per line.
+    Plain,
+    /// One JSON document.
+    Json,
+}
+
+impl GlobalArgs {
+    /// True when tables are printed as plain columns: `--format plain`, or
+    /// stdout is not a terminal and no form was asked for.
+    pub fn plain(&self) -> bool {
+        use std::io::IsTerminal;
+        match self.format {
+            Some(Format::Plain) => true,
+            Some(Format::Table) => false,
+            _ => !std::io::stdout().is_terminal(),
+        }
+    }
+}
+
+/// A table for `g`'s output form: boxed and fitted to the terminal's width,
+/// or plain aligned columns (no box characters) for pipes.
+pub(crate) fn new_table(g: &GlobalArgs) -> comfy_table::Table {
+    use comfy_table::{presets, ContentArrangement, Table};
+    let mut t = Table::new();
+    if g.plain() {
+        t.load_style(presets::NOTHING);
+        t.set_content_arrangement(ContentArrangement::Disabled);
+    } else {
+        t.load_style(presets::UTF8_FULL_CONDENSED);
+        // Fitted to the terminal's width when it is known; a terminal that
+        // reports none gets the table as it is.
+        if t.width().is_some_and(|w| w >= 40) {
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+        }
+    }
+    t
+}
+
+/// Renders a table from [`new_table`]: plain columns start at the left
+/// margin, are two spaces apart and carry no trailing blanks.
+pub(crate) fn render(g: &GlobalArgs, t: &mut comfy_table::Table) -> String {
+    if !g.plain() {
+        return t.to_string();
+    }
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
+    }
+    t.lines()
+        .map(|l| l.trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A table's plain form has one line per record: multi-line cells are
+/// joined with commas there.
+pub(crate) fn cell_lines(g: &GlobalArgs, lines: &[String]) -> String {
+    lines.join(if g.plain() { "," } else { "\n" })
 }
 
 /// The subcommands.
@@ -82,6 +152,10 @@ pub enum Command {
     Zfile(zfile::Command),
     /// Check layer blobs (files or directories) for every corruption the formats can reveal.
     Verify(verify::Args),
+    /// Print the shell completion script of obd.
+    Completions(docs::CompletionsArgs),
+    /// Print a manual page, or write them all into a directory.
+    Man(docs::ManArgs),
 }
 
 /// A writable top layer: `--upper DATA INDEX`.
@@ -214,6 +288,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// `n thing` or `n things`.
+pub(crate) fn count(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
 /// Formats a byte count for people.
 pub fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -260,7 +343,10 @@ pub(crate) fn refuse_terminal() -> anyhow::Result<()> {
 /// # Errors
 /// Write errors.
 pub fn print_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
+    // Through a `Value`, whose maps are ordered: every document lists its
+    // keys in alphabetical order, whatever struct or macro made it.
+    let v = serde_json::to_value(value)?;
+    serde_json::to_writer_pretty(&mut *out, &v)?;
     writeln!(out)?;
     Ok(())
 }
@@ -269,7 +355,10 @@ pub fn print_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> anyhow
 ///
 /// # Errors
 /// Whatever the command fails with.
-pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+pub fn run(mut cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if cli.global.format == Some(Format::Json) {
+        cli.global.json = true;
+    }
     let g = &cli.global;
     if matches!(
         cli.command,
@@ -298,6 +387,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Commit(a) => commit::run(g, a, out),
         Command::Merge(a) => merge::run(g, a, out),
         Command::Verify(a) => verify::run(g, a, out),
+        Command::Completions(a) => docs::completions(a, out),
+        Command::Man(a) => docs::man(g, a, out),
     }
 }
 

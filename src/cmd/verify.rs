@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
+use comfy_table::Cell;
 
-use super::{human, print_json, GlobalArgs, Progress, UpperArgs};
+use super::{count, human, new_table, print_json, render, GlobalArgs, Progress, UpperArgs};
 use crate::verify::{self, FileReport, Job, Options, Report, Sha256Digest, Status};
 
 /// Arguments of `obd verify`.
@@ -70,9 +70,9 @@ fn run_checks(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<Ex
     }
     let pool = pool.build().context("starting worker threads")?;
     for p in &a.paths {
-        let m = std::fs::metadata(p).with_context(|| p.display().to_string())?;
+        let m = std::fs::metadata(p).map_err(|e| crate::Error::file(p, "open", e))?;
         if !m.is_dir() {
-            std::fs::File::open(p).with_context(|| p.display().to_string())?;
+            std::fs::File::open(p).map_err(|e| crate::Error::file(p, "open", e))?;
         }
     }
     let mut jobs = if a.stack {
@@ -96,7 +96,7 @@ fn run_checks(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<Ex
     }
     if let Some((d, i)) = a.upper.pair() {
         for p in [d, i] {
-            std::fs::File::open(p).with_context(|| p.display().to_string())?;
+            std::fs::File::open(p).map_err(|e| crate::Error::file(p, "open", e))?;
         }
         jobs.push(Job::Pair {
             data: d.to_path_buf(),
@@ -137,7 +137,7 @@ fn run_checks(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<Ex
     if g.json {
         print_json(out, &report)?;
     } else {
-        print_report(out, &report, g.quiet)?;
+        print_report(g, out, &report, &a.paths)?;
     }
     Ok(ExitCode::from(report.exit_code()))
 }
@@ -151,6 +151,24 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
+/// A file as the table shows it: relative to the directory argument it was
+/// found in (the full path where it was named itself).
+fn short_name(f: &FileReport, roots: &[PathBuf]) -> String {
+    let rel = |p: &str| -> String {
+        let path = std::path::Path::new(p);
+        roots
+            .iter()
+            .filter(|r| r.is_dir())
+            .find_map(|r| path.strip_prefix(r).ok())
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .map_or_else(|| p.to_string(), |rel| rel.display().to_string())
+    };
+    match &f.index_path {
+        Some(i) => format!("{} + {}", rel(&f.path), rel(i)),
+        None => rel(&f.path),
+    }
+}
+
 fn name(f: &FileReport) -> String {
     match &f.index_path {
         Some(i) => format!("{} + {i}", f.path),
@@ -158,14 +176,19 @@ fn name(f: &FileReport) -> String {
     }
 }
 
-fn print_report(out: &mut dyn Write, r: &Report, quiet: bool) -> anyhow::Result<()> {
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED);
+fn print_report(
+    g: &GlobalArgs,
+    out: &mut dyn Write,
+    r: &Report,
+    roots: &[PathBuf],
+) -> anyhow::Result<()> {
+    let quiet = g.quiet;
+    let mut t = new_table(g);
     t.set_header(["result", "file", "kind", "containers", "size", "problems"]);
     for f in &r.files {
         t.add_row(vec![
             Cell::new(status_word(f.status)),
-            Cell::new(name(f)),
+            Cell::new(short_name(f, roots)),
             Cell::new(f.kind.unwrap_or("")),
             Cell::new(f.containers.join(" > ")),
             Cell::new(human(f.size)),
@@ -175,7 +198,7 @@ fn print_report(out: &mut dyn Write, r: &Report, quiet: bool) -> anyhow::Result<
             }),
         ]);
     }
-    writeln!(out, "{t}")?;
+    writeln!(out, "{}", render(g, &mut t))?;
     for f in &r.files {
         if f.status == Status::Problems || f.status == Status::Error {
             writeln!(out, "\n{} {}:", status_word(f.status), name(f))?;
@@ -227,18 +250,24 @@ fn print_report(out: &mut dyn Write, r: &Report, quiet: bool) -> anyhow::Result<
     }
     let s = &r.summary;
     let rate = if s.seconds > 0.0 {
-        format!(", {:.2} GB/s", s.bytes as f64 / s.seconds / 1e9)
+        format!(", {:.0} MB/s", s.bytes as f64 / s.seconds / 1e6)
     } else {
         String::new()
     };
     writeln!(
         out,
-        "\n{}: {} files, {} ok, {} with problems ({} problems), {} skipped, {} unreadable; {} in {:.2} s{rate}",
-        if r.ok { "OK" } else if s.errors > 0 { "ERROR" } else { "FAIL" },
-        s.files,
+        "\n{}: {}, {} ok, {} with problems ({}), {} skipped, {} unreadable; {} in {:.2} s{rate}",
+        if r.ok {
+            "OK"
+        } else if s.errors > 0 {
+            "ERROR"
+        } else {
+            "FAIL"
+        },
+        count(s.files, "file"),
         s.ok,
         s.with_problems,
-        s.problems,
+        count(s.problems, "problem"),
         s.skipped,
         s.errors,
         human(s.bytes),

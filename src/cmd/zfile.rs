@@ -1,6 +1,8 @@
 //! `obd zfile compress|decompress`: the ZFile container on its own.
 
 use std::io::Write;
+
+use clap::builder::TypedValueParser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,7 +35,9 @@ pub struct ZfileArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=22))]
     pub level: Option<i32>,
     /// Uncompressed block size [default: 4K].
-    #[arg(long, value_name = "SIZE", value_parser = parse_block_size)]
+    #[arg(long, value_name = "SIZE", ignore_case = true,
+          value_parser = clap::builder::PossibleValuesParser::new(BLOCK_SIZES)
+              .try_map(|s: String| parse_block_size(&s)))]
     pub block_size: Option<u64>,
     /// Compression threads, 1 to 1024 (default: one per core). The output does
     /// not depend on it.
@@ -170,7 +174,10 @@ pub fn run(g: &GlobalArgs, c: Command, out: &mut dyn Write) -> anyhow::Result<Ex
 /// Names the output in an error unless the message already does.
 pub(crate) fn out_err(path: &std::path::Path, e: crate::Error) -> anyhow::Error {
     match e {
-        e @ (crate::Error::Invalid { .. } | crate::Error::File { .. }) => e.into(),
+        // These name their file already.
+        e @ (crate::Error::Invalid { .. }
+        | crate::Error::File { .. }
+        | crate::Error::InLayer { .. }) => e.into(),
         e => anyhow::Error::from(e).context(path.display().to_string()),
     }
 }
@@ -191,8 +198,8 @@ fn compress(g: &GlobalArgs, a: CompressArgs, out: &mut dyn Write) -> anyhow::Res
     let (mut input, total): (Box<dyn std::io::Read>, u64) = if stdin {
         (Box::new(std::io::stdin().lock()), 0)
     } else {
-        let f = std::fs::File::open(&a.input)
-            .with_context(|| format!("{}: opening input", a.input.display()))?;
+        let f =
+            std::fs::File::open(&a.input).map_err(|e| crate::Error::file(&a.input, "open", e))?;
         let len = f.metadata()?.len();
         (Box::new(f), len)
     };
@@ -207,7 +214,11 @@ fn compress(g: &GlobalArgs, a: CompressArgs, out: &mut dyn Write) -> anyhow::Res
         },
     )
     .map_err(|e| out_err(&a.output, e))?;
-    let progress = Progress::bytes(g, total, "compress");
+    let progress = if stdin {
+        Progress::stream(g, "compress")
+    } else {
+        Progress::bytes(g, total, "compress")
+    };
     let n = o
         .copy_from(&mut *input, &mut |n| progress.inc(n))
         .with_context(|| a.input.display().to_string())?;

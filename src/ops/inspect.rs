@@ -189,7 +189,6 @@ pub struct LsmtReport {
     /// Index facts (absent for a lone writable data file).
     pub index: Option<IndexReport>,
     /// The segments, with `--index`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub segments: Option<Vec<SegmentReport>>,
 }
 
@@ -284,6 +283,11 @@ pub fn inspect_file(
         inspect_lsmt(path, view, with_segments, budget)?
     } else if blob.zfile().is_some() || blob.tar().is_some() {
         ("raw", None)
+    } else if is_gnu_tar(blob.view().as_ref())? {
+        return Err(Error::invalid(
+            "tar",
+            "a GNU tar, which overlaybd's reader cannot read (it reads ustar and PAX)",
+        ));
     } else {
         return Err(Error::invalid(
             "raw image",
@@ -495,4 +499,15 @@ pub fn stack_report(stack: &Stack) -> StackReport {
         chain_unchecked: chain.unchecked,
         layers,
     }
+}
+
+/// True when `r` starts with a GNU tar header (`ustar  \0`), which the
+/// reference's tar detection does not accept.
+fn is_gnu_tar(r: &dyn ReadAt) -> Result<bool> {
+    if r.len() < crate::format::tar::BLOCK {
+        return Ok(false);
+    }
+    let mut b = [0u8; 512];
+    r.read_exact_at(&mut b, 0)?;
+    Ok(&b[crate::format::tar::magic_range()] == b"ustar  \0")
 }

@@ -57,17 +57,13 @@ pub struct OutputReport {
     /// Containers around the content, outermost first.
     pub containers: Vec<&'static str>,
     /// ZFile blocks, when compressed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub zfile_blocks: Option<u64>,
     /// ZFile blocks larger than 64 KiB on disk, which the reference's reader
     /// cannot read (only incompressible 64 KiB blocks), when compressed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub oversized_blocks: Option<u64>,
     /// ZFile algorithm, when compressed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<zfile::Algorithm>,
     /// ZFile block size, when compressed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub block_size: Option<u32>,
 }
 

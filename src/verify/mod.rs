@@ -754,7 +754,6 @@ pub struct Report {
     /// True when every file verified clean and nothing failed.
     pub ok: bool,
     /// True when no layer blob was found to check (a failure unless allowed).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub empty: bool,
     /// Per file, in the order given (directories in name order).
     pub files: Vec<FileReport>,

@@ -104,18 +104,34 @@ fn check_virtual_size(h: &Header, what: &'static str, at: u64) -> Result<()> {
     Ok(())
 }
 
-/// What kind of layer file this is.
+/// What kind of layer file this is. Its name (in JSON and tables) is the
+/// one `inspect`, `verify` and the fixtures' manifest use for the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A committed read-only layer (`overlaybd-commit`/`merge` output).
+    #[serde(rename = "lsmt_ro")]
     Committed,
     /// A writable data file sealed in place (`overlaybd-commit --seal`).
+    #[serde(rename = "lsmt_sealed")]
     SealedInPlace,
     /// A writable layer: data file + index file.
+    #[serde(rename = "lsmt_rw")]
     Writable,
     /// A sparse writable layer: data stored in place, index from file extents.
+    #[serde(rename = "lsmt_rw_sparse")]
     SparseWritable,
+}
+
+impl Kind {
+    /// The kind's name: `lsmt_ro`, `lsmt_sealed`, `lsmt_rw`, `lsmt_rw_sparse`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Committed => "lsmt_ro",
+            Kind::SealedInPlace => "lsmt_sealed",
+            Kind::Writable => "lsmt_rw",
+            Kind::SparseWritable => "lsmt_rw_sparse",
+        }
+    }
 }
 
 /// A layer ready to take part in a stack. Its fields are checked when it
@@ -255,7 +271,8 @@ impl Layer {
             Error::BadMagic { .. } if !header.is_sealed() => Error::corrupt(
                 "lsmt trailer",
                 at,
-                "no trailer: this is a writable layer's data file (give it with its index as --upper DATA INDEX)",
+                "no trailer: this is a writable layer's data file, not a read-only layer (commit it first; \
+                 commands that take a writable top layer take it with its index as --upper DATA INDEX)",
             ),
             Error::BadMagic { .. } => Error::corrupt(
                 "lsmt trailer",
@@ -269,7 +286,7 @@ impl Layer {
                 "lsmt trailer",
                 at + off!(flags),
                 format!(
-                    "flags {:#x} are not a sealed data-file trailer's (is this a writable layer? give it as --upper DATA INDEX)",
+                    "flags {:#x} are not a sealed data-file trailer's (a writable layer? commit it first)",
                     trailer.flags
                 ),
             ));
