@@ -55,6 +55,9 @@ _obd() {
             obd,merge)
                 cmd="obd__subcmd__merge"
                 ;;
+            obd,serve)
+                cmd="obd__subcmd__serve"
+                ;;
             obd,verify)
                 cmd="obd__subcmd__verify"
                 ;;
@@ -100,6 +103,9 @@ _obd() {
             obd__subcmd__help,merge)
                 cmd="obd__subcmd__help__subcmd__merge"
                 ;;
+            obd__subcmd__help,serve)
+                cmd="obd__subcmd__help__subcmd__serve"
+                ;;
             obd__subcmd__help,verify)
                 cmd="obd__subcmd__help__subcmd__verify"
                 ;;
@@ -137,7 +143,7 @@ _obd() {
 
     case "${cmd}" in
         obd)
-            opts="-q -h -V --json --format --quiet --help --version inspect map flatten demo attach detach list create commit merge zfile verify completions man help"
+            opts="-q -h -V --json --format --quiet --help --version inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -409,7 +415,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help)
-            opts="inspect map flatten demo attach detach list create commit merge zfile verify completions man help"
+            opts="inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -591,6 +597,20 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help__subcmd__merge)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -812,6 +832,56 @@ _obd() {
                     return 0
                     ;;
                 -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-index-memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__serve)
+            opts="-q -h -V --socket --listen --name --upper --read-only --foreground --threads --timeout --cache-size --ignore-chain --max-index-memory --json --format --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upper)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

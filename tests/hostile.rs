@@ -418,7 +418,7 @@ fn a_forged_run_record_does_not_make_detach_signal_a_process() {
     std::fs::write(run.join("7.json"), record(7, victim.id(), start)).unwrap();
     for args in [vec!["detach", "7"], vec!["detach", "--force", "7"]] {
         let e = obd_run_dir(&run, &args).clean_error().stderr();
-        assert!(e.contains("not an obd attach server"), "{e}");
+        assert!(e.contains("not an obd server"), "{e}");
     }
     assert!(
         victim.try_wait().unwrap().is_none(),

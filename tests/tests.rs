@@ -14,6 +14,7 @@ mod fuzz_regressions;
 mod hostile;
 mod read;
 mod readme;
+mod serve;
 mod usability;
 mod verify;
 mod vm;

@@ -123,11 +123,21 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
             ..Options::default()
         },
     };
-    // The starting command prints to `out`; a foreground server prints to
-    // stdout from its serving thread.
+    start(g, &plan, &transport, out)
+}
+
+/// Starts serving `plan` with `transport` and reports the live device:
+/// the starting command prints it to `out`, a foreground server to stdout
+/// from its serving thread. Shared by `attach` and `serve`.
+pub(crate) fn start(
+    g: &GlobalArgs,
+    plan: &Plan,
+    transport: &dyn daemon::Transport,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let printed: Arc<Mutex<Option<Record>>> = Arc::new(Mutex::new(None));
     let json = g.json;
-    let on_live: daemon::OnLive = if a.foreground {
+    let on_live: daemon::OnLive = if plan.foreground {
         Arc::new(move |rec: &Record| print_live(json, rec, &mut std::io::stdout().lock()))
     } else {
         let slot = printed.clone();
@@ -139,7 +149,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         })
     };
     out.flush()?;
-    match daemon::start(&plan, &transport, on_live)? {
+    match daemon::start(plan, transport, on_live)? {
         Finished::Started => {
             if let Some(rec) = printed.lock().ok().and_then(|mut g| g.take()) {
                 print_live(json, &rec, out)?;

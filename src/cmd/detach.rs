@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use super::{print_json, GlobalArgs};
 use crate::serve::daemon;
-use crate::serve::runstate::parse_device;
+use crate::serve::nbd::Nbd;
+use crate::serve::runstate::{parse_device, NBD_ID_BASE};
 use crate::serve::ublk::Ublk;
 
 /// Arguments of `obd detach`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The device: its id (`0`) or path (`/dev/ublkb0`).
+    /// The device: its id (`0`) or path (`/dev/ublkb0`), or an NBD export (`nbd0`).
     #[arg(value_name = "ID|DEVICE")]
     pub device: String,
     /// Also remove a device whose server is gone (killed), one obd did not
@@ -32,12 +33,18 @@ pub struct Args {
 /// server that does not stop in time.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let id = parse_device(&a.device)?;
-    let r = daemon::detach(
-        id,
-        a.force,
-        Duration::from_secs(a.timeout),
-        &Ublk::default(),
-    )?;
+    let nbd = Nbd {
+        socket: None,
+        listen: None,
+        name: String::new(),
+        workers: 1,
+    };
+    let transport: &dyn daemon::Transport = if id >= NBD_ID_BASE {
+        &nbd
+    } else {
+        &Ublk::default()
+    };
+    let r = daemon::detach(id, a.force, Duration::from_secs(a.timeout), transport)?;
     if r.still_open && !g.quiet {
         eprintln!(
             "obd: {} is stopped but still held open (mounted?); it goes away when released",

@@ -31,7 +31,7 @@ pub fn run(g: &GlobalArgs, _a: Args, out: &mut dyn Write) -> anyhow::Result<Exit
     }
     if devices.is_empty() {
         if !g.quiet {
-            writeln!(out, "no ublk devices")?;
+            writeln!(out, "no devices attached or served")?;
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -24,6 +24,8 @@ pub mod list;
 pub mod map;
 pub mod merge;
 mod progress;
+#[cfg(target_os = "linux")]
+pub mod serve;
 pub mod verify;
 pub mod zfile;
 
@@ -135,7 +137,10 @@ pub enum Command {
     /// Serve a stack as a ublk block device (/dev/ublkbN); returns once it is live.
     #[cfg(target_os = "linux")]
     Attach(attach::Args),
-    /// Stop an attached device (--force: remove one whose server died).
+    /// Serve a stack as an NBD export (for QEMU, qemu-img, nbd-client); returns once it is live.
+    #[cfg(target_os = "linux")]
+    Serve(serve::Args),
+    /// Stop an attached device or an NBD export (--force: remove one whose server died).
     #[cfg(target_os = "linux")]
     Detach(detach::Args),
     /// List attached ublk devices with their layers, server and state.
@@ -378,6 +383,8 @@ pub fn run(mut cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(g, a, out),
         #[cfg(target_os = "linux")]
         Command::Attach(a) => attach::run(g, a, out),
+        #[cfg(target_os = "linux")]
+        Command::Serve(a) => serve::run(g, a, out),
         #[cfg(target_os = "linux")]
         Command::Detach(a) => detach::run(g, a, out),
         #[cfg(target_os = "linux")]

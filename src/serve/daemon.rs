@@ -178,6 +178,15 @@ pub trait Transport: Sync {
         let _ = id;
         None
     }
+
+    /// The transport's name in run records: `ublk`, `nbd`.
+    fn kind(&self) -> &'static str;
+
+    /// Device `id` as people read it: `ublk device 3`, `NBD export nbd0`.
+    fn describe(&self, id: u32) -> String;
+
+    /// Device `id`'s path or address, for messages.
+    fn device(&self, id: u32) -> String;
 }
 
 /// Starts serving `plan` with the transport's `serve`: in the foreground,
@@ -187,7 +196,7 @@ pub trait Transport: Sync {
 /// # Errors
 /// Unreadable layers, a device that does not come up, a failed fork.
 pub fn start(plan: &Plan, transport: &dyn Transport, on_live: OnLive) -> anyhow::Result<Finished> {
-    let template = template(plan);
+    let template = template(plan, transport);
     let r = transport.preflight().and_then(|()| {
         if plan.foreground {
             foreground(plan, transport, template, on_live)
@@ -224,8 +233,9 @@ fn foreground(
     }
 }
 
-fn template(plan: &Plan) -> Record {
+fn template(plan: &Plan, transport: &dyn Transport) -> Record {
     Record {
+        transport: transport.kind().to_string(),
         id: 0,
         device: String::new(),
         char_device: String::new(),
@@ -336,7 +346,7 @@ fn record_for(template: &Record, live: &Live, log: Option<String>) -> Record {
 fn finish(stopped: Stopped) -> crate::Result<()> {
     Record::remove(&run_dir(), stopped.id);
     if let Err(e) = &stopped.flush {
-        eprintln!("obd: ublkb{}: flushing the upper layer: {e}", stopped.id);
+        eprintln!("obd: device {}: flushing the upper layer: {e}", stopped.id);
     }
     stopped.flush
 }
@@ -435,7 +445,7 @@ impl Observer for DaemonObserver {
 
 enum Message {
     Added(u32),
-    Live(Record),
+    Live(Box<Record>),
     Error(String),
     Eof,
 }
@@ -513,7 +523,7 @@ fn server_child(
                 StopReason::Signal(s) => format!("signal {s}"),
                 StopReason::DeviceGone => "the device was deleted".into(),
             };
-            eprintln!("obd: ublkb{}: stopped ({why})", stopped.id);
+            eprintln!("obd: device {}: stopped ({why})", stopped.id);
             Finished::Stopped(finish(stopped))
         }
         Err(e) => {
@@ -550,7 +560,9 @@ fn starter(
             let Ok(line) = line else { break };
             let msg = match line.split_once(' ') {
                 Some(("added", id)) => id.parse().map(Message::Added).ok(),
-                Some(("live", json)) => serde_json::from_str(json).map(Message::Live).ok(),
+                Some(("live", json)) => serde_json::from_str(json)
+                    .map(|r| Message::Live(Box::new(r)))
+                    .ok(),
                 Some(("error", why)) => Some(Message::Error(why.to_string())),
                 _ => None,
             };
@@ -646,18 +658,23 @@ pub fn detach(
     use anyhow::bail;
     let dir = run_dir();
     check_run_dir(&dir)?;
+    let device = transport.device(id);
     let record = Record::load(&dir, id)?;
     let exists = transport.exists(id);
     let how = match record {
         Some(r) if r.server_alive() && !r.server_is_obd() => bail!(
-            "the record of ublk device {id} names pid {}, which is not an obd attach \
-             server: not signalling it (remove {} if it is stale)",
+            "the record of {} names pid {}, which is not an obd server: not signalling \
+             it (remove {} if it is stale)",
+            transport.describe(id),
             r.pid,
             Record::path(&dir, id).display()
         ),
         Some(r) if r.server_alive() => {
             if let Some(at) = transport.mounted_at(id).filter(|_| !force) {
-                bail!("/dev/ublkb{id} is mounted at {at}; unmount it first (or use --force)");
+                bail!(
+                    "{} is mounted at {at}; unmount it first (or use --force)",
+                    transport.device(id)
+                );
             }
             stop_server(&r, timeout, force, transport)?
         }
@@ -665,14 +682,15 @@ pub fn detach(
             if !exists {
                 Record::remove(&dir, id);
                 bail!(
-                    "ublk device {id} is not attached (its server, pid {}, is gone)",
+                    "{} is not attached (its server, pid {}, is gone)",
+                    transport.describe(id),
                     r.pid
                 );
             }
             if !force {
                 bail!(
-                    "ublk device {id} has no server (pid {} is gone); \
-                     `obd detach --force {id}` removes it",
+                    "{} has no server (pid {} is gone); `obd detach --force {id}` removes it",
+                    transport.describe(id),
                     r.pid
                 );
             }
@@ -682,12 +700,12 @@ pub fn detach(
         }
         None => {
             if !exists {
-                bail!("no ublk device {id}");
+                bail!("no {}", transport.describe(id));
             }
             if !force {
                 bail!(
-                    "ublk device {id} was not attached by obd (no record in {}); \
-                     --force deletes it anyway",
+                    "{} was not attached by obd (no record in {}); --force deletes it anyway",
+                    transport.describe(id),
                     dir.display()
                 );
             }
@@ -699,7 +717,7 @@ pub fn detach(
     let still_open = !wait_until(Duration::from_secs(5), || !transport.exists(id));
     Ok(Detached {
         id,
-        device: format!("/dev/ublkb{id}"),
+        device,
         how,
         still_open,
     })
@@ -715,20 +733,16 @@ fn stop_server(
     use anyhow::bail;
     use rustix::process::{kill_process, Pid, Signal};
     let pid = Pid::from_raw(r.pid as i32).ok_or_else(|| anyhow!("bad pid {}", r.pid))?;
-    kill_process(pid, Signal::TERM).with_context(|| {
-        format!(
-            "signalling the server of /dev/ublkb{} (pid {})",
-            r.id, r.pid
-        )
-    })?;
+    kill_process(pid, Signal::TERM)
+        .with_context(|| format!("signalling the server of {} (pid {})", r.device, r.pid))?;
     if wait_until(timeout, || !r.server_alive()) {
         return Ok("stopped");
     }
     if !force {
         bail!(
-            "the server of /dev/ublkb{} (pid {}) did not stop within {}s; \
+            "the server of {} (pid {}) did not stop within {}s; \
              --force kills it and deletes the device",
-            r.id,
+            r.device,
             r.pid,
             timeout.as_secs()
         );

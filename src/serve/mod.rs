@@ -5,9 +5,11 @@
 //! - [`daemon`]: the background server: fork, the startup handshake, the
 //!   observer of a device's life, run records;
 //! - [`runstate`]: the records of served devices in the run directory;
-//! - [`ublk`]: the Linux ublk transport and device control.
+//! - [`ublk`]: the Linux ublk transport and device control;
+//! - [`nbd`]: the NBD transport (`obd serve`).
 
 pub mod daemon;
+pub mod nbd;
 pub mod runstate;
 pub(crate) mod sys;
 pub mod target;

@@ -92,10 +92,21 @@ pub struct Upper {
     pub index: String,
 }
 
+/// Ids of NBD exports start here: ublk device ids stay below it (the
+/// kernel's limit is 2^20 devices), so both share one run directory.
+pub const NBD_ID_BASE: u32 = 1 << 20;
+
+fn ublk() -> String {
+    "ublk".into()
+}
+
 /// What the server records about a live device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// ublk device id.
+    /// What serves it: `ublk` (a block device) or `nbd` (an export).
+    #[serde(default = "ublk")]
+    pub transport: String,
+    /// Device id: the ublk device id, or [`NBD_ID_BASE`] + n for export `nbdN`.
     pub id: u32,
     /// Block device path.
     pub device: String,
@@ -222,7 +233,9 @@ impl Record {
             return false;
         }
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
-        cmdline.split(|&b| b == 0).any(|a| a == b"attach")
+        cmdline
+            .split(|&b| b == 0)
+            .any(|a| a == b"attach" || a == b"serve")
     }
 }
 
@@ -289,9 +302,11 @@ impl State {
 /// One row of `obd list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
-    /// ublk device id.
+    /// `ublk` or `nbd`.
+    pub transport: String,
+    /// Device id (see [`Record::id`]).
     pub id: u32,
-    /// Block device path.
+    /// Block device path, or the export's NBD URI.
     pub device: String,
     /// State.
     pub state: State,
@@ -316,8 +331,13 @@ pub fn list(dir: &Path) -> Vec<Entry> {
     let kernel = kernel_devices();
     let mut out = Vec::new();
     for r in Record::load_all(dir) {
-        let exists = kernel.contains(&r.id) || device_exists(r.id);
         let alive = r.server_alive();
+        // An NBD export exists while its server runs.
+        let exists = if r.transport == "nbd" {
+            alive
+        } else {
+            kernel.contains(&r.id) || device_exists(r.id)
+        };
         let state = match (alive, exists) {
             (true, true) => State::Live,
             (false, true) => State::Dead,
@@ -328,6 +348,7 @@ pub fn list(dir: &Path) -> Vec<Entry> {
             }
         };
         out.push(Entry {
+            transport: r.transport,
             id: r.id,
             device: r.device,
             state,
@@ -342,6 +363,7 @@ pub fn list(dir: &Path) -> Vec<Entry> {
     for id in kernel {
         if !out.iter().any(|e| e.id == id) {
             out.push(Entry {
+                transport: "ublk".into(),
                 id,
                 device: format!("/dev/ublkb{id}"),
                 state: State::Foreign,
@@ -359,11 +381,16 @@ pub fn list(dir: &Path) -> Vec<Entry> {
 }
 
 /// Parses a device given as `N`, `ublkbN`, `ublkcN`, `/dev/ublkbN` or
-/// `/dev/ublkcN`.
+/// `/dev/ublkcN`, or an NBD export as `nbdN`.
 ///
 /// # Errors
 /// [`Error::Invalid`] for anything else.
 pub fn parse_device(s: &str) -> Result<u32> {
+    if let Some(n) = s.strip_prefix("nbd").and_then(|n| n.parse::<u32>().ok()) {
+        return n
+            .checked_add(NBD_ID_BASE)
+            .ok_or_else(|| Error::invalid("device", format!("{s:?} is not an NBD export number")));
+    }
     let t = s.strip_prefix("/dev/").unwrap_or(s);
     let digits = t
         .strip_prefix("ublkb")
@@ -372,7 +399,9 @@ pub fn parse_device(s: &str) -> Result<u32> {
     digits.parse().map_err(|_| {
         Error::invalid(
             "device",
-            format!("{s:?} is not a ublk device (give an id such as 0, or /dev/ublkb0)"),
+            format!(
+                "{s:?} is not a device (give an id such as 0, /dev/ublkb0, or nbd0 for an NBD export)"
+            ),
         )
     })
 }
@@ -398,6 +427,7 @@ mod tests {
 
     fn record(id: u32) -> Record {
         Record {
+            transport: "ublk".into(),
             id,
             device: format!("/dev/ublkb{id}"),
             char_device: format!("/dev/ublkc{id}"),

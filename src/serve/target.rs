@@ -6,6 +6,10 @@
 use crate::error::Result;
 use crate::io::ReadAt;
 
+/// The flags of a run that reads as zeros and holds no data: not allocated,
+/// zeros (NBD's `NBD_STATE_HOLE | NBD_STATE_ZERO`).
+pub const ZEROS: u32 = 0b11;
+
 /// What a block device serves, whatever carries its requests (ublk today): reads, and for writable targets writes,
 /// discards and flushes. Implementations are shared by every queue thread.
 pub trait Target: Send + Sync {
@@ -31,6 +35,15 @@ pub trait Target: Send + Sync {
     fn reads_as_zeros(&self, offset: u64, len: u64) -> bool {
         let _ = (offset, len);
         false
+    }
+
+    /// The allocation of `[offset, offset + len)` in runs: `(bytes, flags)`
+    /// with [`ZEROS`] for ranges that read as zeros without data (holes,
+    /// zeroed extents) and 0 for data, adjacent runs of one kind merged. By
+    /// default: all data.
+    fn extents(&self, offset: u64, len: u64) -> Vec<(u64, u32)> {
+        let _ = offset;
+        vec![(len, 0)]
     }
 
     /// Writes `buf` at `offset`.
@@ -94,9 +107,25 @@ impl Target for crate::stack::Stack {
 
     fn reads_as_zeros(&self, offset: u64, len: u64) -> bool {
         use crate::stack::Source;
-        self.extents(offset, len)
+        crate::stack::Stack::extents(self, offset, len)
             .iter()
             .all(|e| matches!(e.source, Source::Hole | Source::Zero { .. }))
+    }
+
+    fn extents(&self, offset: u64, len: u64) -> Vec<(u64, u32)> {
+        use crate::stack::Source;
+        let mut out: Vec<(u64, u32)> = Vec::new();
+        for e in crate::stack::Stack::extents(self, offset, len) {
+            let flags = match e.source {
+                Source::Hole | Source::Zero { .. } => ZEROS,
+                Source::Data { .. } => 0,
+            };
+            match out.last_mut() {
+                Some(last) if last.1 == flags => last.0 += e.length,
+                _ => out.push((e.length, flags)),
+            }
+        }
+        out
     }
 }
 

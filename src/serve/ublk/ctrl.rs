@@ -73,4 +73,16 @@ impl Transport for Ublk {
     fn mounted_at(&self, id: u32) -> Option<String> {
         mounted_at(id)
     }
+
+    fn kind(&self) -> &'static str {
+        "ublk"
+    }
+
+    fn describe(&self, id: u32) -> String {
+        format!("ublk device {id}")
+    }
+
+    fn device(&self, id: u32) -> String {
+        format!("/dev/ublkb{id}")
+    }
 }
