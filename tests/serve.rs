@@ -499,6 +499,10 @@ fn the_export_is_listed_detached_and_its_record_documented() {
         (d["transport"].as_str(), d["state"].as_str()),
         (Some("nbd"), Some("live"))
     );
+    // The table names the export the way detach takes it.
+    let plain = e.obd(&["--format", "plain", "list"]).ok().stdout();
+    let row = plain.lines().nth(1).unwrap_or_default();
+    assert!(row.starts_with("nbd0 "), "{plain}");
     e.obd(&["detach", "nbd0"]).ok();
     assert!(
         !e.socket.exists(),

@@ -5,7 +5,7 @@
 //! Inputs made here: the fixture stacks with their manifest hashes, an ext4
 //! image turned into a two-layer compressed stack by `obd commit --raw`, and
 //! a ZFile with one corrupted block. `OBD_VM_CHECKS` (space separated: stacks ext4 corrupt
-//! rw sigterm kill9 upper-crash config list) limits the run while iterating;
+//! rw sigterm kill9 upper-crash config list nbd) limits the run while iterating;
 //! `OBD_VM_CONSOLE=1` prints the guest's console even when all is well.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use obd::ReadAt;
 use crate::util::*;
 use crate::vmkit::{self, Console, Initramfs, Kernel, VmOptions};
 
-const ALL_CHECKS: &str = "stacks ext4 rw corrupt sigterm kill9 upper-crash config list";
+const ALL_CHECKS: &str = "stacks ext4 rw corrupt sigterm kill9 upper-crash config list nbd";
 
 struct VmRun {
     console: Console,
@@ -93,6 +93,7 @@ vm_checks! {
     vm_upper_survives_a_killed_server => "upper-crash",
     vm_image_config => "config",
     vm_list_and_queues => "list",
+    vm_kernel_nbd_client_on_a_served_stack => "nbd",
 }
 
 /// Every stack of the manifest was checked, and the guest ran to its end
@@ -151,6 +152,14 @@ fn boot() -> Result<VmRun, String> {
     fs.binary(Path::new(env!("CARGO_BIN_EXE_obd")), "bin/obd")?;
     if Path::new("/usr/bin/sha256sum").exists() {
         fs.binary(Path::new("/usr/bin/sha256sum"), "usr/bin/sha256sum")?;
+    }
+    // The kernel's NBD client (Debian's nbd-client package), for the nbd check.
+    if let Some(p) = ["/usr/sbin/nbd-client", "/sbin/nbd-client"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+    {
+        fs.binary(p, "bin/nbd-client")?;
     }
     fs.bytes("init", vmkit::INIT.as_bytes(), true)?;
     fs.bytes("vm/run.sh", include_bytes!("vm/guest.sh"), true)?;

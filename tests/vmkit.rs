@@ -19,7 +19,14 @@ pub type Result<T> = std::result::Result<T, String>;
 /// Kernel modules the guest needs (dependencies are added), in load order.
 /// `crc32c_generic` is not among ext4's declared dependencies, but ext4
 /// cannot mount without a crc32c driver.
-pub const MODULES: &[&str] = &["loop", "crc32c_generic", "ext4", "virtio_blk", "ublk_drv"];
+pub const MODULES: &[&str] = &[
+    "loop",
+    "crc32c_generic",
+    "ext4",
+    "virtio_blk",
+    "nbd",
+    "ublk_drv",
+];
 
 /// Cache directory for kernels: `$OBD_VM_CACHE`, else `<target>/tmp/obd-vm`.
 pub fn cache_dir() -> PathBuf {
@@ -127,7 +134,7 @@ impl Kernel {
             }
         };
         let dir = cache.join(&package);
-        if !dir.join("ready").exists() {
+        if std::fs::read_to_string(dir.join("ready")).ok() != Some(ready_stamp(&package)) {
             unpack(&cache, &package, deb.as_deref(), &dir)?;
         }
         let order = std::fs::read_to_string(dir.join("modules.order"))
@@ -141,6 +148,12 @@ impl Kernel {
                 .collect(),
         })
     }
+}
+
+/// What `ready` holds: the package and the modules unpacked from it, so that
+/// a cache made for another module list is unpacked again.
+fn ready_stamp(package: &str) -> String {
+    format!("{package}\n{}\n", MODULES.join(" "))
 }
 
 fn newest_cached(cache: &Path) -> Option<String> {
@@ -213,7 +226,7 @@ fn unpack(cache: &Path, package: &str, deb: Option<&Path>, dir: &Path) -> Result
     }
     std::fs::write(out.join("modules.order"), order.join("\n") + "\n")
         .map_err(|e| e.to_string())?;
-    std::fs::write(out.join("ready"), package).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("ready"), ready_stamp(package)).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::rename(&out, dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(())

@@ -337,6 +337,53 @@ check_list() {
     fi
 }
 
+# The kernel's own NBD client on an `obd serve` export: mount the ext4 stack
+# read-write through /dev/nbd0 with a writable upper layer, check its files,
+# write one, stop the export (which flushes the upper layer), commit it, and
+# find the file again in the new stack attached through ublk.
+check_nbd() {
+    if ! command -v nbd-client >/dev/null; then
+        fail nbd "no nbd-client in the guest (the host lacks the nbd-client package)"; return
+    fi
+    [ -b /dev/nbd0 ] || { fail nbd "no /dev/nbd0 (the nbd module did not load)"; return; }
+    obd create -q -f --size 0 /tmp/nup.data /tmp/nup.index || { fail nbd "obd create"; return; }
+    obd serve -q --socket /tmp/nbd.sock --upper /tmp/nup.data /tmp/nup.index \
+        "$FX/ext4.L0.zfile" "$FX/ext4.L1.zfile" >/tmp/nbd.uri 2>/tmp/nbd.err \
+        || { fail nbd "serve: $(cat /tmp/nbd.err)"; return; }
+    if ! nbd-client -u /tmp/nbd.sock /dev/nbd0 -b 4096 >/tmp/nbd.cl 2>&1; then
+        fail nbd "nbd-client: $(tr '\n' ' ' < /tmp/nbd.cl)"; obd detach -q nbd0; return
+    fi
+    listed=$(obd list --format plain | grep -c '^nbd0 ')
+    if ! mount -t ext4 /dev/nbd0 /mnt 2>/tmp/nbd.err; then
+        fail nbd "mount: $(cat /tmp/nbd.err)"; nbd-client -d /dev/nbd0 >/dev/null 2>&1; obd detach -q nbd0; return
+    fi
+    (cd /mnt && sha256sum -c /vm/ext4.sums) >/tmp/nbd.sums 2>&1; sums=$?
+    echo "written through nbd" > /mnt/nbd.txt
+    sync
+    umount /mnt
+    nbd-client -d /dev/nbd0 >/dev/null 2>&1
+    obd detach -q nbd0 2>/tmp/nbd.err || { fail nbd "detach: $(cat /tmp/nbd.err)"; return; }
+    obd commit -q --base "$FX/ext4.L0.zfile" --base "$FX/ext4.L1.zfile" /tmp/nup.data /tmp/nup.index /tmp/N2.commit 2>/tmp/nbd.err \
+        || { fail nbd "commit: $(cat /tmp/nbd.err)"; return; }
+    dev=$(obd attach "$FX/ext4.L0.zfile" "$FX/ext4.L1.zfile" /tmp/N2.commit 2>/tmp/nbd.err) \
+        || { fail nbd "attach with the new layer: $(cat /tmp/nbd.err)"; return; }
+    mount -t ext4 -o ro,noload "$dev" /mnt 2>/tmp/nbd.err || { fail nbd "mount after commit: $(cat /tmp/nbd.err)"; obd detach -q "$dev"; return; }
+    again=$(cat /mnt/nbd.txt 2>&1)
+    umount /mnt
+    obd detach -q "$dev"
+    if [ "$listed" != 1 ]; then
+        fail nbd "obd list does not show nbd0: $(obd list --format plain | tr '\n' ' ')"
+    elif [ "$sums" != 0 ]; then
+        fail nbd "checksums through /dev/nbd0: $(grep -v ': OK' /tmp/nbd.sums | head -n 5 | tr '\n' ' ')"
+    elif [ "$again" != "written through nbd" ]; then
+        fail nbd "the file written through nbd reads back as: $again"
+    elif [ -e /tmp/nbd.sock ]; then
+        fail nbd "the socket is left after detach"
+    else
+        pass nbd
+    fi
+}
+
 # --- main ---
 load_modules ublk_drv
 check_preflight
@@ -353,6 +400,7 @@ for c in $(cat /vm/checks); do
         upper-crash) check_upper_crash ;;
         config) check_config ;;
         list) check_list ;;
+        nbd) check_nbd ;;
     esac
     # Every check leaves the machine as it found it.
     no_ublk_devices || echo "WARN: devices left after $c: $(ls /dev/ublk[bc]* | tr '\n' ' ')"
