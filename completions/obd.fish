@@ -44,11 +44,22 @@ complete -c obd -n "__fish_obd_needs_command" -f -a "commit" -d 'Seal a writable
 complete -c obd -n "__fish_obd_needs_command" -f -a "merge" -d 'Flatten a stack of read-only layers into one read-only layer'
 complete -c obd -n "__fish_obd_needs_command" -f -a "zfile" -d 'Compress or decompress ZFile containers'
 complete -c obd -n "__fish_obd_needs_command" -f -a "verify" -d 'Check layer blobs (files or directories) for every corruption the formats can reveal'
+complete -c obd -n "__fish_obd_needs_command" -f -a "push" -d 'Push layer files as an overlaybd image to a registry or an OCI layout'
+complete -c obd -n "__fish_obd_needs_command" -f -a "pull" -d 'Pull an overlaybd image from a registry into an OCI layout directory'
+complete -c obd -n "__fish_obd_needs_command" -f -a "cache" -d 'The local cache of registry blobs: list, verify, prune'
 complete -c obd -n "__fish_obd_needs_command" -f -a "completions" -d 'Print the shell completion script of obd'
 complete -c obd -n "__fish_obd_needs_command" -f -a "man" -d 'Print a manual page, or write them all into a directory'
 complete -c obd -n "__fish_obd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
+complete -c obd -n "__fish_obd_using_subcommand inspect" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
+complete -c obd -n "__fish_obd_using_subcommand inspect" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
+complete -c obd -n "__fish_obd_using_subcommand inspect" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
+complete -c obd -n "__fish_obd_using_subcommand inspect" -l cert-dir -d 'Also trust the CA certificates (*.crt, *.pem) in this directory' -r -F
+complete -c obd -n "__fish_obd_using_subcommand inspect" -l max-requests -d 'Requests in flight per registry, 1 to 64' -r
+complete -c obd -n "__fish_obd_using_subcommand inspect" -l request-timeout -d 'Give up on one request after this many seconds (it is retried a few times with back-off first)' -r
+complete -c obd -n "__fish_obd_using_subcommand inspect" -l cache-dir -d 'The local blob cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand inspect" -l cache-limit -d 'Disk space the blob cache may take (e.g. 20G); least recently used blobs go first, never one in use' -r
 complete -c obd -n "__fish_obd_using_subcommand inspect" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
 plain\t'Aligned columns without box characters, one record per line'
 json\t'One JSON document'"
@@ -63,6 +74,14 @@ complete -c obd -n "__fish_obd_using_subcommand map" -l start -d 'Map from this 
 complete -c obd -n "__fish_obd_using_subcommand map" -l length -d 'Map this many bytes (e.g. 64M; default: to the end of the disk)' -r
 complete -c obd -n "__fish_obd_using_subcommand map" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand map" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
+complete -c obd -n "__fish_obd_using_subcommand map" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
+complete -c obd -n "__fish_obd_using_subcommand map" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
+complete -c obd -n "__fish_obd_using_subcommand map" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
+complete -c obd -n "__fish_obd_using_subcommand map" -l cert-dir -d 'Also trust the CA certificates (*.crt, *.pem) in this directory' -r -F
+complete -c obd -n "__fish_obd_using_subcommand map" -l max-requests -d 'Requests in flight per registry, 1 to 64' -r
+complete -c obd -n "__fish_obd_using_subcommand map" -l request-timeout -d 'Give up on one request after this many seconds (it is retried a few times with back-off first)' -r
+complete -c obd -n "__fish_obd_using_subcommand map" -l cache-dir -d 'The local blob cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand map" -l cache-limit -d 'Disk space the blob cache may take (e.g. 20G); least recently used blobs go first, never one in use' -r
 complete -c obd -n "__fish_obd_using_subcommand map" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
 plain\t'Aligned columns without box characters, one record per line'
 json\t'One JSON document'"
@@ -75,6 +94,14 @@ complete -c obd -n "__fish_obd_using_subcommand flatten" -s o -l output -d 'Outp
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l cert-dir -d 'Also trust the CA certificates (*.crt, *.pem) in this directory' -r -F
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l max-requests -d 'Requests in flight per registry, 1 to 64' -r
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l request-timeout -d 'Give up on one request after this many seconds (it is retried a few times with back-off first)' -r
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l cache-dir -d 'The local blob cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand flatten" -l cache-limit -d 'Disk space the blob cache may take (e.g. 20G); least recently used blobs go first, never one in use' -r
 complete -c obd -n "__fish_obd_using_subcommand flatten" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
 plain\t'Aligned columns without box characters, one record per line'
 json\t'One JSON document'"
@@ -100,6 +127,14 @@ complete -c obd -n "__fish_obd_using_subcommand attach" -l result-dir -d 'Where 
 complete -c obd -n "__fish_obd_using_subcommand attach" -l timeout -d 'Give up when the device is not live after this many seconds' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
+complete -c obd -n "__fish_obd_using_subcommand attach" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l cert-dir -d 'Also trust the CA certificates (*.crt, *.pem) in this directory' -r -F
+complete -c obd -n "__fish_obd_using_subcommand attach" -l max-requests -d 'Requests in flight per registry, 1 to 64' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l request-timeout -d 'Give up on one request after this many seconds (it is retried a few times with back-off first)' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l cache-dir -d 'The local blob cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand attach" -l cache-limit -d 'Disk space the blob cache may take (e.g. 20G); least recently used blobs go first, never one in use' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
 plain\t'Aligned columns without box characters, one record per line'
 json\t'One JSON document'"
@@ -118,6 +153,14 @@ complete -c obd -n "__fish_obd_using_subcommand serve" -l threads -d 'Threads se
 complete -c obd -n "__fish_obd_using_subcommand serve" -l timeout -d 'Give up when the export is not live after this many seconds' -r
 complete -c obd -n "__fish_obd_using_subcommand serve" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand serve" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
+complete -c obd -n "__fish_obd_using_subcommand serve" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
+complete -c obd -n "__fish_obd_using_subcommand serve" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
+complete -c obd -n "__fish_obd_using_subcommand serve" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
+complete -c obd -n "__fish_obd_using_subcommand serve" -l cert-dir -d 'Also trust the CA certificates (*.crt, *.pem) in this directory' -r -F
+complete -c obd -n "__fish_obd_using_subcommand serve" -l max-requests -d 'Requests in flight per registry, 1 to 64' -r
+complete -c obd -n "__fish_obd_using_subcommand serve" -l request-timeout -d 'Give up on one request after this many seconds (it is retried a few times with back-off first)' -r
+complete -c obd -n "__fish_obd_using_subcommand serve" -l cache-dir -d 'The local blob cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand serve" -l cache-limit -d 'Disk space the blob cache may take (e.g. 20G); least recently used blobs go first, never one in use' -r
 complete -c obd -n "__fish_obd_using_subcommand serve" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
 plain\t'Aligned columns without box characters, one record per line'
 json\t'One JSON document'"
@@ -170,8 +213,16 @@ complete -c obd -n "__fish_obd_using_subcommand commit" -l block-size -d 'Uncomp
 complete -c obd -n "__fish_obd_using_subcommand commit" -l threads -d 'Compression threads, 1 to 1024 (default: one per core). The output does not depend on it' -r
 complete -c obd -n "__fish_obd_using_subcommand commit" -l diff-unit -d 'With --raw: the unit in which NEW.raw is compared with the base (a multiple of 512 up to 1M); a changed unit is committed whole' -r
 complete -c obd -n "__fish_obd_using_subcommand commit" -l raw -d 'Commit the difference between this raw image and the base stack' -r -F
-complete -c obd -n "__fish_obd_using_subcommand commit" -l base -d 'A layer of the stack below, bottom first (repeat for a stack). With --raw, the stack to diff against; with a writable layer, the stack it was used over: its size is inherited when the layer\'s is 0, and its top layer\'s uuid is the default parent' -r -F
+complete -c obd -n "__fish_obd_using_subcommand commit" -l base -d 'A layer of the stack below, bottom first (repeat for a stack). With --raw, the stack to diff against; with a writable layer, the stack it was used over: its size is inherited when the layer\'s is 0, and its top layer\'s uuid is the default parent. One image reference (docker://…, oci:DIR:TAG) names the whole base stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand commit" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
+complete -c obd -n "__fish_obd_using_subcommand commit" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l cert-dir -d 'Also trust the CA certificates (*.crt, *.pem) in this directory' -r -F
+complete -c obd -n "__fish_obd_using_subcommand commit" -l max-requests -d 'Requests in flight per registry, 1 to 64' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l request-timeout -d 'Give up on one request after this many seconds (it is retried a few times with back-off first)' -r
+complete -c obd -n "__fish_obd_using_subcommand commit" -l cache-dir -d 'The local blob cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand commit" -l cache-limit -d 'Disk space the blob cache may take (e.g. 20G); least recently used blobs go first, never one in use' -r
 complete -c obd -n "__fish_obd_using_subcommand commit" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
 plain\t'Aligned columns without box characters, one record per line'
 json\t'One JSON document'"
@@ -198,6 +249,14 @@ complete -c obd -n "__fish_obd_using_subcommand merge" -l uuid -d 'UUID of the m
 complete -c obd -n "__fish_obd_using_subcommand merge" -s p -l parent-uuid -d 'Parent UUID (default: the bottom layer\'s parent)' -r
 complete -c obd -n "__fish_obd_using_subcommand merge" -s m -l message -d 'Commit message (default: none, as `overlaybd-merge`)' -r
 complete -c obd -n "__fish_obd_using_subcommand merge" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
+complete -c obd -n "__fish_obd_using_subcommand merge" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l cert-dir -d 'Also trust the CA certificates (*.crt, *.pem) in this directory' -r -F
+complete -c obd -n "__fish_obd_using_subcommand merge" -l max-requests -d 'Requests in flight per registry, 1 to 64' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l request-timeout -d 'Give up on one request after this many seconds (it is retried a few times with back-off first)' -r
+complete -c obd -n "__fish_obd_using_subcommand merge" -l cache-dir -d 'The local blob cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand merge" -l cache-limit -d 'Disk space the blob cache may take (e.g. 20G); least recently used blobs go first, never one in use' -r
 complete -c obd -n "__fish_obd_using_subcommand merge" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
 plain\t'Aligned columns without box characters, one record per line'
 json\t'One JSON document'"
@@ -261,6 +320,79 @@ complete -c obd -n "__fish_obd_using_subcommand verify" -l json -d 'Print one JS
 complete -c obd -n "__fish_obd_using_subcommand verify" -s q -l quiet -d 'Do not show progress bars or notes'
 complete -c obd -n "__fish_obd_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c obd -n "__fish_obd_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand push" -l tag -d 'The tag to push under (default: the destination\'s tag, else latest)' -r
+complete -c obd -n "__fish_obd_using_subcommand push" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
+complete -c obd -n "__fish_obd_using_subcommand push" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
+complete -c obd -n "__fish_obd_using_subcommand push" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
+complete -c obd -n "__fish_obd_using_subcommand push" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
+complete -c obd -n "__fish_obd_using_subcommand push" -l cert-dir -d 'Also trust the CA certificates (*.crt, *.pem) in this directory' -r -F
+complete -c obd -n "__fish_obd_using_subcommand push" -l max-requests -d 'Requests in flight per registry, 1 to 64' -r
+complete -c obd -n "__fish_obd_using_subcommand push" -l request-timeout -d 'Give up on one request after this many seconds (it is retried a few times with back-off first)' -r
+complete -c obd -n "__fish_obd_using_subcommand push" -l cache-dir -d 'The local blob cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand push" -l cache-limit -d 'Disk space the blob cache may take (e.g. 20G); least recently used blobs go first, never one in use' -r
+complete -c obd -n "__fish_obd_using_subcommand push" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
+plain\t'Aligned columns without box characters, one record per line'
+json\t'One JSON document'"
+complete -c obd -n "__fish_obd_using_subcommand push" -l ignore-chain -d 'Accept a stack whose parent-uuid chain is broken (by default an error: layers out of order or one missing)'
+complete -c obd -n "__fish_obd_using_subcommand push" -l json -d 'Print one JSON document on stdout instead of tables (same as --format json)'
+complete -c obd -n "__fish_obd_using_subcommand push" -s q -l quiet -d 'Do not show progress bars or notes'
+complete -c obd -n "__fish_obd_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c obd -n "__fish_obd_using_subcommand push" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand pull" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
+complete -c obd -n "__fish_obd_using_subcommand pull" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
+complete -c obd -n "__fish_obd_using_subcommand pull" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
+complete -c obd -n "__fish_obd_using_subcommand pull" -l cert-dir -d 'Also trust the CA certificates (*.crt, *.pem) in this directory' -r -F
+complete -c obd -n "__fish_obd_using_subcommand pull" -l max-requests -d 'Requests in flight per registry, 1 to 64' -r
+complete -c obd -n "__fish_obd_using_subcommand pull" -l request-timeout -d 'Give up on one request after this many seconds (it is retried a few times with back-off first)' -r
+complete -c obd -n "__fish_obd_using_subcommand pull" -l cache-dir -d 'The local blob cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand pull" -l cache-limit -d 'Disk space the blob cache may take (e.g. 20G); least recently used blobs go first, never one in use' -r
+complete -c obd -n "__fish_obd_using_subcommand pull" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
+plain\t'Aligned columns without box characters, one record per line'
+json\t'One JSON document'"
+complete -c obd -n "__fish_obd_using_subcommand pull" -l json -d 'Print one JSON document on stdout instead of tables (same as --format json)'
+complete -c obd -n "__fish_obd_using_subcommand pull" -s q -l quiet -d 'Do not show progress bars or notes'
+complete -c obd -n "__fish_obd_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c obd -n "__fish_obd_using_subcommand pull" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand cache; and not __fish_seen_subcommand_from list verify prune help" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
+plain\t'Aligned columns without box characters, one record per line'
+json\t'One JSON document'"
+complete -c obd -n "__fish_obd_using_subcommand cache; and not __fish_seen_subcommand_from list verify prune help" -l json -d 'Print one JSON document on stdout instead of tables (same as --format json)'
+complete -c obd -n "__fish_obd_using_subcommand cache; and not __fish_seen_subcommand_from list verify prune help" -s q -l quiet -d 'Do not show progress bars or notes'
+complete -c obd -n "__fish_obd_using_subcommand cache; and not __fish_seen_subcommand_from list verify prune help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c obd -n "__fish_obd_using_subcommand cache; and not __fish_seen_subcommand_from list verify prune help" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand cache; and not __fish_seen_subcommand_from list verify prune help" -f -a "list" -d 'List the cached blobs: size, bytes present, verified, in use, idle time'
+complete -c obd -n "__fish_obd_using_subcommand cache; and not __fish_seen_subcommand_from list verify prune help" -f -a "verify" -d 'Check every cached chunk\'s CRC and the digest of complete blobs; damaged chunks are dropped (fetched again when read). Exit 1 on damage'
+complete -c obd -n "__fish_obd_using_subcommand cache; and not __fish_seen_subcommand_from list verify prune help" -f -a "prune" -d 'Remove blobs nobody uses, least recently used first, down to --keep'
+complete -c obd -n "__fish_obd_using_subcommand cache; and not __fish_seen_subcommand_from list verify prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from list" -l cache-dir -d 'The cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from list" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
+plain\t'Aligned columns without box characters, one record per line'
+json\t'One JSON document'"
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document on stdout instead of tables (same as --format json)'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Do not show progress bars or notes'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from verify" -l cache-dir -d 'The cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from verify" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
+plain\t'Aligned columns without box characters, one record per line'
+json\t'One JSON document'"
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from verify" -l json -d 'Print one JSON document on stdout instead of tables (same as --format json)'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Do not show progress bars or notes'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from prune" -l cache-dir -d 'The cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from prune" -l keep -d 'Keep this much (e.g. 5G); default 0: every blob not in use goes' -r
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from prune" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
+plain\t'Aligned columns without box characters, one record per line'
+json\t'One JSON document'"
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from prune" -l json -d 'Print one JSON document on stdout instead of tables (same as --format json)'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Do not show progress bars or notes'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the cached blobs: size, bytes present, verified, in use, idle time'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check every cached chunk\'s CRC and the digest of complete blobs; damaged chunks are dropped (fetched again when read). Exit 1 on damage'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Remove blobs nobody uses, least recently used first, down to --keep'
+complete -c obd -n "__fish_obd_using_subcommand cache; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c obd -n "__fish_obd_using_subcommand completions" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
 plain\t'Aligned columns without box characters, one record per line'
 json\t'One JSON document'"
@@ -276,21 +408,27 @@ complete -c obd -n "__fish_obd_using_subcommand man" -l json -d 'Print one JSON 
 complete -c obd -n "__fish_obd_using_subcommand man" -s q -l quiet -d 'Do not show progress bars or notes'
 complete -c obd -n "__fish_obd_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c obd -n "__fish_obd_using_subcommand man" -s V -l version -d 'Print version'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "inspect" -d 'Show headers, trailers, indexes and containers of layer blobs, or a stack\'s merged view'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "attach" -d 'Serve a stack as a ublk block device (/dev/ublkbN); returns once it is live'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "serve" -d 'Serve a stack as an NBD export (for QEMU, qemu-img, nbd-client); returns once it is live'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "detach" -d 'Stop an attached device or an NBD export (--force: remove one whose server died)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "list" -d 'List attached ublk devices with their layers, server and state'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "create" -d 'Create an empty writable layer (data file + index file)'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "commit" -d 'Seal a writable layer into a read-only layer, seal in place, or commit a raw image\'s difference'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "merge" -d 'Flatten a stack of read-only layers into one read-only layer'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "zfile" -d 'Compress or decompress ZFile containers'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "verify" -d 'Check layer blobs (files or directories) for every corruption the formats can reveal'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "completions" -d 'Print the shell completion script of obd'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "man" -d 'Print a manual page, or write them all into a directory'
-complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "inspect" -d 'Show headers, trailers, indexes and containers of layer blobs, or a stack\'s merged view'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "map" -d 'Show where each extent of a stack\'s virtual disk comes from (like `qemu-img map`)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "flatten" -d 'Write a stack\'s merged virtual disk as a raw image (sparse where possible)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "demo" -d 'Build a small sample stack in a temporary directory, then inspect, map and flatten it'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "attach" -d 'Serve a stack as a ublk block device (/dev/ublkbN); returns once it is live'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "serve" -d 'Serve a stack as an NBD export (for QEMU, qemu-img, nbd-client); returns once it is live'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "detach" -d 'Stop an attached device or an NBD export (--force: remove one whose server died)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "list" -d 'List attached ublk devices with their layers, server and state'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "create" -d 'Create an empty writable layer (data file + index file)'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "commit" -d 'Seal a writable layer into a read-only layer, seal in place, or commit a raw image\'s difference'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "merge" -d 'Flatten a stack of read-only layers into one read-only layer'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "zfile" -d 'Compress or decompress ZFile containers'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "verify" -d 'Check layer blobs (files or directories) for every corruption the formats can reveal'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "push" -d 'Push layer files as an overlaybd image to a registry or an OCI layout'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "pull" -d 'Pull an overlaybd image from a registry into an OCI layout directory'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "cache" -d 'The local cache of registry blobs: list, verify, prune'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "completions" -d 'Print the shell completion script of obd'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "man" -d 'Print a manual page, or write them all into a directory'
+complete -c obd -n "__fish_obd_using_subcommand help; and not __fish_seen_subcommand_from inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c obd -n "__fish_obd_using_subcommand help; and __fish_seen_subcommand_from zfile" -f -a "compress" -d 'Compress a file (or stdin) into a ZFile, optionally tar-wrapped'
 complete -c obd -n "__fish_obd_using_subcommand help; and __fish_seen_subcommand_from zfile" -f -a "decompress" -d 'Decompress a ZFile (tar wrapper detected) into a plain file or stdout'
+complete -c obd -n "__fish_obd_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "list" -d 'List the cached blobs: size, bytes present, verified, in use, idle time'
+complete -c obd -n "__fish_obd_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "verify" -d 'Check every cached chunk\'s CRC and the digest of complete blobs; damaged chunks are dropped (fetched again when read). Exit 1 on damage'
+complete -c obd -n "__fish_obd_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "prune" -d 'Remove blobs nobody uses, least recently used first, down to --keep'

@@ -82,6 +82,11 @@ pub enum Error {
     /// An argument given to the library is not acceptable.
     #[error("{what}: {detail}")]
     Invalid { what: &'static str, detail: String },
+    /// A registry (or the blob storage it redirects to) failed a request or
+    /// answered something unusable: `registry 127.0.0.1:5000: GET ...: why`.
+    /// Never carries credentials or signed URLs.
+    #[error("{place}: {detail}")]
+    Remote { place: String, detail: String },
 }
 
 impl Error {
@@ -99,6 +104,14 @@ impl Error {
         Error::Unsupported {
             what,
             offset,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Remote`].
+    pub fn remote(place: impl fmt::Display, detail: impl fmt::Display) -> Self {
+        Error::Remote {
+            place: place.to_string(),
             detail: detail.to_string(),
         }
     }

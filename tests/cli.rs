@@ -239,6 +239,41 @@ fn json_documents_have_the_documented_keys() {
             vec!["verify".into(), fxs("L0.commit")],
         ),
         ("obd list", vec!["list".into()]),
+        (
+            "obd push LAYER... DEST",
+            vec![
+                "push".into(),
+                fxs("L0.commit"),
+                format!("oci:{}:v1", p("layout")),
+            ],
+        ),
+        (
+            "obd cache list",
+            vec![
+                "cache".into(),
+                "list".into(),
+                "--cache-dir".into(),
+                p("cache"),
+            ],
+        ),
+        (
+            "obd cache verify",
+            vec![
+                "cache".into(),
+                "verify".into(),
+                "--cache-dir".into(),
+                p("cache"),
+            ],
+        ),
+        (
+            "obd cache prune",
+            vec![
+                "cache".into(),
+                "prune".into(),
+                "--cache-dir".into(),
+                p("cache"),
+            ],
+        ),
     ];
     for (row, args) in runs {
         let mut a = vec!["--json".to_string()];

@@ -14,7 +14,6 @@ use crate::serve::daemon::{self, Finished, Plan};
 use crate::serve::runstate::Record;
 use crate::serve::ublk::{Options, Ublk};
 use crate::source::config::{check_result_file, result_file_of, write_result, ImageConfig};
-use crate::source::LayerSource;
 use crate::stack::ReadOptions;
 
 /// Arguments of `obd attach`.
@@ -57,7 +56,11 @@ pub struct Args {
     /// Index memory budget.
     #[command(flatten)]
     pub index: super::IndexArgs,
-    /// Layer blobs, bottom first.
+    /// Registry and cache options (for image references).
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// Layer blobs, bottom first, or one image reference
+    /// (docker://HOST:PORT/REPO:TAG, or @sha256:DIGEST for the tag; oci:DIR:TAG).
     #[arg(required_unless_present_any = ["upper", "config"])]
     pub layers: Vec<PathBuf>,
 }
@@ -90,7 +93,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
             (cfg.lowers, cfg.upper, Some(c.clone()), rf)
         }
         None => (
-            a.layers.iter().cloned().map(LayerSource::from).collect(),
+            a.remote.sources(&a.layers)?,
             a.upper
                 .pair()
                 .map(|(d, i)| (d.to_path_buf(), i.to_path_buf())),

@@ -69,7 +69,8 @@ pub struct Args {
     /// A layer of the stack below, bottom first (repeat for a stack). With
     /// --raw, the stack to diff against; with a writable layer, the stack it
     /// was used over: its size is inherited when the layer's is 0, and its
-    /// top layer's uuid is the default parent.
+    /// top layer's uuid is the default parent. One image reference
+    /// (docker://…, oci:DIR:TAG) names the whole base stack.
     #[arg(long, value_name = "LAYER")]
     pub base: Vec<PathBuf>,
     /// Chain check of the --base stack.
@@ -78,6 +79,9 @@ pub struct Args {
     /// Index memory budget.
     #[command(flatten)]
     pub index: super::IndexArgs,
+    /// Registry and cache options (for image references).
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
     /// DATA INDEX OUT, LAYER OUT, DATA INDEX (--seal) or OUT (--raw).
     #[arg(required = true, num_args = 1..=3, value_name = "FILES")]
     pub files: Vec<PathBuf>,
@@ -233,7 +237,8 @@ fn open_base(g: &GlobalArgs, a: &Args) -> anyhow::Result<Option<Stack>> {
     if a.base.is_empty() {
         return Ok(None);
     }
-    let stack = Stack::open_with(&a.base, None, a.index.read_options())?;
+    let sources = a.remote.sources(&a.base)?;
+    let stack = Stack::open_sources(&sources, None, a.index.read_options())?;
     check_chain(g, &a.chain, &stack)?;
     Ok(Some(stack))
 }

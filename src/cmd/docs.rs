@@ -195,12 +195,15 @@ fn examples(full: &str) -> Vec<&'static str> {
         ],
         "obd map" => vec![
             "obd map L0.commit L1.commit L2.commit",
+            "obd map docker://127.0.0.1:5000/app:v1",
             "obd map --start 1G --length 64M L0.commit L1.commit",
             "obd map --lba 2048 --json L0.commit L1.commit",
         ],
         "obd flatten" => vec![
             "obd flatten -o disk.raw L0.commit L1.commit L2.commit",
             "obd flatten -o - L0.commit L1.commit | qemu-img convert -f raw -O qcow2 /dev/stdin disk.qcow2",
+            "obd flatten -o disk.raw --creds user:pass docker://registry.example/app:v1",
+            "obd flatten -o disk.raw oci:./app:v1",
         ],
         "obd create" => vec!["obd create --size 0 u.data u.index"],
         "obd commit" => vec![
@@ -224,7 +227,19 @@ fn examples(full: &str) -> Vec<&'static str> {
             "obd attach L0.commit L1.commit L2.commit",
             "obd attach --upper u.data u.index L0.commit L1.commit",
             "obd attach --config /var/lib/overlaybd/config.v1.json",
+            "obd attach docker://127.0.0.1:5000/app:v1      # lazily, through the cache",
         ],
+        "obd push" => vec![
+            "obd push L0.tar L1.tar docker://127.0.0.1:5000/app:v1",
+            "obd push --tag v2 L0.tar L1.tar L2.tar oci:./images",
+        ],
+        "obd pull" => vec![
+            "obd pull docker://127.0.0.1:5000/app:v1 ./app",
+            "obd flatten -o disk.raw oci:./app:v1",
+        ],
+        "obd cache list" => vec!["obd cache list", "obd cache list --json --cache-dir /var/cache/obd"],
+        "obd cache verify" => vec!["obd cache verify"],
+        "obd cache prune" => vec!["obd cache prune --keep 10G"],
         "obd detach" => vec!["obd detach 0", "obd detach --force /dev/ublkb3"],
         "obd list" => vec!["obd list", "obd list --json"],
         "obd completions" => vec!["obd completions bash > /etc/bash_completion.d/obd"],

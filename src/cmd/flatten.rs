@@ -32,7 +32,11 @@ pub struct Args {
     /// Index memory budget.
     #[command(flatten)]
     pub index: super::IndexArgs,
-    /// Layer blobs, bottom first.
+    /// Registry and cache options (for image references).
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// Layer blobs, bottom first, or one image reference
+    /// (docker://HOST:PORT/REPO:TAG, or @sha256:DIGEST for the tag; oci:DIR:TAG).
     #[arg(required_unless_present = "upper")]
     pub layers: Vec<PathBuf>,
 }
@@ -47,7 +51,8 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         max_index_memory: a.index.max_index_memory,
         ..Default::default()
     };
-    let stack = Stack::open_with(&a.layers, a.upper.pair(), opts)?;
+    let sources = a.remote.sources(&a.layers)?;
+    let stack = Stack::open_sources(&sources, a.upper.pair(), opts)?;
     check_chain(g, &a.chain, &stack)?;
     let progress = Progress::bytes(g, stack.virtual_size(), "flatten");
     if a.output.as_os_str() == "-" {

@@ -24,7 +24,12 @@ pub struct Args {
     /// Index memory budget.
     #[command(flatten)]
     pub index_memory: super::IndexArgs,
-    /// Layer blobs: plain, ZFile or tar-wrapped LSMT files, writable data/index files.
+    /// Registry and cache options (for image references).
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// Layer blobs: plain, ZFile or tar-wrapped LSMT files, writable
+    /// data/index files; or one image reference (docker://…, oci:DIR:TAG),
+    /// shown as a stack.
     #[arg(required_unless_present = "upper")]
     pub files: Vec<PathBuf>,
 }
@@ -34,8 +39,10 @@ pub struct Args {
 /// # Errors
 /// The first file that cannot be read, with its path.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    if a.stack || a.upper.upper.is_some() {
-        let stack = Stack::open_with(&a.files, a.upper.pair(), a.index_memory.read_options())?;
+    let is_image = super::remote::image_ref(&a.files)?.is_some();
+    if a.stack || a.upper.upper.is_some() || is_image {
+        let sources = a.remote.sources(&a.files)?;
+        let stack = Stack::open_sources(&sources, a.upper.pair(), a.index_memory.read_options())?;
         let report = inspect::stack_report(&stack);
         if g.json {
             print_json(out, &report)?;

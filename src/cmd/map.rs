@@ -38,7 +38,11 @@ pub struct Args {
     /// Index memory budget.
     #[command(flatten)]
     pub index: super::IndexArgs,
-    /// Layer blobs, bottom first.
+    /// Registry and cache options (for image references).
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// Layer blobs, bottom first, or one image reference
+    /// (docker://HOST:PORT/REPO:TAG, or @sha256:DIGEST for the tag; oci:DIR:TAG).
     #[arg(required_unless_present = "upper")]
     pub layers: Vec<PathBuf>,
 }
@@ -62,7 +66,8 @@ struct MapReport {
 /// # Errors
 /// Layers that cannot be opened; `--lba` past the end of the disk.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let stack = Stack::open_with(&a.layers, a.upper.pair(), a.index.read_options())?;
+    let sources = a.remote.sources(&a.layers)?;
+    let stack = Stack::open_sources(&sources, a.upper.pair(), a.index.read_options())?;
     check_chain(g, &a.chain, &stack)?;
     let names: Vec<String> = stack
         .layers()

@@ -47,7 +47,11 @@ pub struct Args {
     /// Index memory budget.
     #[command(flatten)]
     pub index: super::IndexArgs,
-    /// Read-only layer blobs, bottom first.
+    /// Registry and cache options (for image references).
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// Read-only layer blobs, bottom first, or one image reference
+    /// (docker://HOST:PORT/REPO:TAG, or @sha256:DIGEST for the tag; oci:DIR:TAG).
     #[arg(required = true)]
     pub layers: Vec<PathBuf>,
 }
@@ -72,7 +76,8 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         force: a.force,
     };
     let t0 = Instant::now();
-    let stack = Stack::open_with(&a.layers, None, a.index.read_options())?;
+    let sources = a.remote.sources(&a.layers)?;
+    let stack = Stack::open_sources(&sources, None, a.index.read_options())?;
     check_chain(g, &a.chain, &stack)?;
     let total: u64 = stack
         .mappings()

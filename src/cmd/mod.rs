@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[cfg(target_os = "linux")]
 pub mod attach;
+pub mod cache;
 pub mod commit;
 pub mod create;
 pub mod demo;
@@ -24,6 +25,8 @@ pub mod list;
 pub mod map;
 pub mod merge;
 mod progress;
+pub mod push;
+pub mod remote;
 #[cfg(target_os = "linux")]
 pub mod serve;
 pub mod verify;
@@ -157,6 +160,13 @@ pub enum Command {
     Zfile(zfile::Command),
     /// Check layer blobs (files or directories) for every corruption the formats can reveal.
     Verify(verify::Args),
+    /// Push layer files as an overlaybd image to a registry or an OCI layout.
+    Push(push::Args),
+    /// Pull an overlaybd image from a registry into an OCI layout directory.
+    Pull(push::PullArgs),
+    /// The local cache of registry blobs: list, verify, prune.
+    #[command(subcommand)]
+    Cache(cache::Command),
     /// Print the shell completion script of obd.
     Completions(docs::CompletionsArgs),
     /// Print a manual page, or write them all into a directory.
@@ -373,6 +383,8 @@ pub fn run(mut cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             | Command::Create(_)
             | Command::Commit(_)
             | Command::Merge(_)
+            | Command::Push(_)
+            | Command::Pull(_)
     ) {
         remove_outputs_on_signal();
     }
@@ -394,6 +406,9 @@ pub fn run(mut cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Commit(a) => commit::run(g, a, out),
         Command::Merge(a) => merge::run(g, a, out),
         Command::Verify(a) => verify::run(g, a, out),
+        Command::Push(a) => push::run(g, a, out),
+        Command::Pull(a) => push::run_pull(g, a, out),
+        Command::Cache(c) => cache::run(g, c, out),
         Command::Completions(a) => docs::completions(a, out),
         Command::Man(a) => docs::man(g, a, out),
     }

@@ -56,6 +56,16 @@ impl Progress {
         self.bar.inc(n);
     }
 
+    /// Sets the total.
+    pub fn set_total(&self, n: u64) {
+        self.bar.set_length(n);
+    }
+
+    /// Sets the bytes done.
+    pub fn set(&self, n: u64) {
+        self.bar.set_position(n);
+    }
+
     /// A callback for the library.
     pub fn callback(&self) -> impl Fn(u64) + Sync + '_ {
         move |n| self.bar.inc(n)

@@ -11,7 +11,6 @@ use std::time::Duration;
 use super::{CacheArgs, ChainArgs, GlobalArgs, UpperArgs};
 use crate::serve::daemon::Plan;
 use crate::serve::nbd::Nbd;
-use crate::source::LayerSource;
 use crate::stack::ReadOptions;
 
 /// Arguments of `obd serve`.
@@ -58,7 +57,11 @@ pub struct Args {
     /// Index memory budget.
     #[command(flatten)]
     pub index: super::IndexArgs,
-    /// Layer blobs, bottom first.
+    /// Registry and cache options (for image references).
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// Layer blobs, bottom first, or one image reference
+    /// (docker://HOST:PORT/REPO:TAG, or @sha256:DIGEST for the tag; oci:DIR:TAG).
     #[arg(required_unless_present = "upper")]
     pub layers: Vec<PathBuf>,
 }
@@ -70,7 +73,7 @@ pub struct Args {
 /// start.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let plan = Plan {
-        layers: a.layers.iter().cloned().map(LayerSource::from).collect(),
+        layers: a.remote.sources(&a.layers)?,
         upper: a
             .upper
             .pair()

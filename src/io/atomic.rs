@@ -279,7 +279,8 @@ fn temp_prefix(dest: &Path) -> String {
     format!(".{name}.obd-tmp-")
 }
 
-fn current_umask() -> u32 {
+/// The process umask.
+pub(crate) fn current_umask() -> u32 {
     // umask can only be read by setting it; put the old value straight back.
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     rustix::process::umask(old);

@@ -32,6 +32,16 @@ pub trait ReadAt: Send + Sync {
     /// A range past [`ReadAt::len`] is an [`Error::OutOfRange`], never a
     /// silent zero-fill or a short count; I/O and format errors as they come.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+
+    /// Drops any local copy of `[offset, offset + len)` so that the next
+    /// read fetches those bytes from their source again; true when the view
+    /// keeps such copies (a registry blob's cache) and dropped them. A reader
+    /// that found bytes damaged (a ZFile block's CRC) calls it once before
+    /// it gives up.
+    fn refetch(&self, offset: u64, len: u64) -> bool {
+        let _ = (offset, len);
+        false
+    }
 }
 
 /// Checks that `[offset, offset + len)` lies inside a view of `size` bytes.
@@ -82,6 +92,9 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         (**self).read_exact_at(buf, offset)
     }
+    fn refetch(&self, offset: u64, len: u64) -> bool {
+        (**self).refetch(offset, len)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
@@ -92,6 +105,9 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         (**self).read_exact_at(buf, offset)
     }
+    fn refetch(&self, offset: u64, len: u64) -> bool {
+        (**self).refetch(offset, len)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for &T {
@@ -101,6 +117,9 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         (**self).read_exact_at(buf, offset)
+    }
+    fn refetch(&self, offset: u64, len: u64) -> bool {
+        (**self).refetch(offset, len)
     }
 }
 
@@ -150,6 +169,10 @@ impl<R: ReadAt> ReadAt for Slice<R> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         check_range("payload", offset, buf.len(), self.len)?;
         self.inner.read_exact_at(buf, self.start + offset)
+    }
+    fn refetch(&self, offset: u64, len: u64) -> bool {
+        offset.checked_add(len).is_some_and(|e| e <= self.len)
+            && self.inner.refetch(self.start + offset, len)
     }
 }
 

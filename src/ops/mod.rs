@@ -6,7 +6,8 @@
 //! - [`merge`]: a stack of read-only layers as one layer;
 //! - [`flatten`]: a stack's virtual disk as a raw image;
 //! - [`unpack`]: a ZFile's uncompressed content;
-//! - [`inspect`]: reports of files and stacks.
+//! - [`inspect`]: reports of files and stacks;
+//! - [`push`], [`pull`]: images to and from registries and OCI layouts.
 
 pub mod commit;
 pub mod diff;
@@ -14,4 +15,6 @@ pub mod flatten;
 pub mod inspect;
 pub mod merge;
 pub mod output;
+pub mod pull;
+pub mod push;
 pub mod unpack;

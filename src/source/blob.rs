@@ -69,6 +69,11 @@ impl Blob {
         } else {
             (None, payload)
         };
+        // Bytes that no per-block CRC covers are used only once the whole
+        // blob matched its digest (registry blobs; files need nothing).
+        if !zfile.as_ref().is_some_and(|z| z.has_crc()) {
+            source.ensure_verified()?;
+        }
         Ok(Blob {
             source,
             file_size,

@@ -299,6 +299,10 @@ impl Stack {
         // Refused before any layer is opened: the count, then each index
         // against the stack's memory budget before it is read.
         check_layer_count(sources.len())?;
+        // Registry layers: every layer's ends start coming at once.
+        for s in sources {
+            s.prefetch_ends();
+        }
         let budget = IndexBudget::new(opts.max_index_memory);
         let mut layers = Vec::with_capacity(sources.len() + 1);
         for s in sources {

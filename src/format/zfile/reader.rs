@@ -428,10 +428,26 @@ impl<R: ReadAt> ReadAt for ZFile<R> {
         if buf.is_empty() {
             return Ok(());
         }
-        if crate::exec::split::should_split(buf.len()) {
-            return self.read_split(buf, offset);
+        let read = |buf: &mut [u8]| {
+            if crate::exec::split::should_split(buf.len()) {
+                self.read_split(buf, offset)
+            } else {
+                with_scratch(|s| self.read_range(buf, offset, s))
+            }
+        };
+        match read(buf) {
+            // A block that fails its CRC may be a damaged local copy of a
+            // remote blob: fetched again once, then checked again.
+            Err(Error::Checksum { block, .. })
+                if {
+                    let r = self.block_range(block);
+                    self.inner.refetch(r.start, r.end - r.start)
+                } =>
+            {
+                read(buf)
+            }
+            r => r,
         }
-        with_scratch(|s| self.read_range(buf, offset, s))
     }
 }
 
