@@ -212,7 +212,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__attach)
-            opts="-q -h -V --upper --read-only --queues --depth --foreground --config --result-dir --timeout --cache-size --ignore-chain --max-index-memory --creds --authfile --insecure-registry --cert-dir --max-requests --request-timeout --cache-dir --cache-limit --json --format --quiet --help --version"
+            opts="-q -h -V --upper --read-only --queues --depth --foreground --config --result-dir --timeout --cache-size --ignore-chain --max-index-memory --record-trace --prefetch --creds --authfile --insecure-registry --cert-dir --max-requests --request-timeout --cache-dir --cache-limit --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -247,6 +247,14 @@ _obd() {
                     return 0
                     ;;
                 --max-index-memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --record-trace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefetch)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1444,7 +1452,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__serve)
-            opts="-q -h -V --socket --listen --name --upper --read-only --foreground --threads --timeout --cache-size --ignore-chain --max-index-memory --creds --authfile --insecure-registry --cert-dir --max-requests --request-timeout --cache-dir --cache-limit --json --format --quiet --help --version"
+            opts="-q -h -V --socket --listen --name --upper --read-only --foreground --threads --timeout --cache-size --ignore-chain --max-index-memory --record-trace --prefetch --creds --authfile --insecure-registry --cert-dir --max-requests --request-timeout --cache-dir --cache-limit --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1479,6 +1487,14 @@ _obd() {
                     return 0
                     ;;
                 --max-index-memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --record-trace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefetch)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1526,7 +1542,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__verify)
-            opts="-q -h -V --digest --stack --upper --allow-empty --threads --json --format --quiet --help --version"
+            opts="-q -h -V --digest --stack --upper --allow-empty --threads --creds --authfile --insecure-registry --cert-dir --max-requests --request-timeout --cache-dir --cache-limit --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1541,6 +1557,38 @@ _obd() {
                     return 0
                     ;;
                 --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --authfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --insecure-registry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-requests)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

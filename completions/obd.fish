@@ -127,6 +127,8 @@ complete -c obd -n "__fish_obd_using_subcommand attach" -l result-dir -d 'Where 
 complete -c obd -n "__fish_obd_using_subcommand attach" -l timeout -d 'Give up when the device is not live after this many seconds' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
+complete -c obd -n "__fish_obd_using_subcommand attach" -l record-trace -d 'Record the reads of the (read-only) stack into this trace file (overlaybd\'s format) until FILE.lock is removed or the server stops' -r -F
+complete -c obd -n "__fish_obd_using_subcommand attach" -l prefetch -d 'Replay this trace in the background once the stack is open, so that the reads it recorded find their data fetched' -r -F
 complete -c obd -n "__fish_obd_using_subcommand attach" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
 complete -c obd -n "__fish_obd_using_subcommand attach" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
 complete -c obd -n "__fish_obd_using_subcommand attach" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
@@ -153,6 +155,8 @@ complete -c obd -n "__fish_obd_using_subcommand serve" -l threads -d 'Threads se
 complete -c obd -n "__fish_obd_using_subcommand serve" -l timeout -d 'Give up when the export is not live after this many seconds' -r
 complete -c obd -n "__fish_obd_using_subcommand serve" -l cache-size -d 'Memory for decompressed ZFile blocks, shared by all layers (e.g. 64M; 0 turns the cache off)' -r
 complete -c obd -n "__fish_obd_using_subcommand serve" -l max-index-memory -d 'Memory all layer indexes together may take (e.g. 1G): a layer whose index claims more is refused before anything is allocated' -r
+complete -c obd -n "__fish_obd_using_subcommand serve" -l record-trace -d 'Record the reads of the (read-only) stack into this trace file (overlaybd\'s format) until FILE.lock is removed or the server stops' -r -F
+complete -c obd -n "__fish_obd_using_subcommand serve" -l prefetch -d 'Replay this trace in the background once the stack is open, so that the reads it recorded find their data fetched' -r -F
 complete -c obd -n "__fish_obd_using_subcommand serve" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
 complete -c obd -n "__fish_obd_using_subcommand serve" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
 complete -c obd -n "__fish_obd_using_subcommand serve" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
@@ -311,6 +315,14 @@ complete -c obd -n "__fish_obd_using_subcommand zfile; and __fish_seen_subcomman
 complete -c obd -n "__fish_obd_using_subcommand verify" -l digest -d 'The SHA-256 the blob must have, as a registry digest (the whole file as stored); checked in the same pass as everything else. One file only' -r
 complete -c obd -n "__fish_obd_using_subcommand verify" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand verify" -l threads -d 'Worker threads, 1 to 1024 (default: one per core)' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l creds -d 'Credentials for the registry (default: the auth files podman and docker write; $REGISTRY_AUTH_FILE first). Never printed' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l authfile -d 'Read credentials from this auth file (podman\'s auth.json or docker\'s config.json) instead of the default ones' -r -F
+complete -c obd -n "__fish_obd_using_subcommand verify" -l insecure-registry -d 'Speak plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback registries always are' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l cert-dir -d 'Also trust the CA certificates (*.crt, *.pem) in this directory' -r -F
+complete -c obd -n "__fish_obd_using_subcommand verify" -l max-requests -d 'Requests in flight per registry, 1 to 64' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l request-timeout -d 'Give up on one request after this many seconds (it is retried a few times with back-off first)' -r
+complete -c obd -n "__fish_obd_using_subcommand verify" -l cache-dir -d 'The local blob cache (default: $XDG_CACHE_HOME/obd, ~/.cache/obd, /var/cache/obd for root)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand verify" -l cache-limit -d 'Disk space the blob cache may take (e.g. 20G); least recently used blobs go first, never one in use' -r
 complete -c obd -n "__fish_obd_using_subcommand verify" -l format -d 'Output form: tables for a terminal (fitted to its width), plain aligned columns for a pipe (for awk and cut), or JSON. Default: a table on a terminal, plain otherwise' -r -f -a "table\t'Boxed tables fitted to the terminal\'s width'
 plain\t'Aligned columns without box characters, one record per line'
 json\t'One JSON document'"

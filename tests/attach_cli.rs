@@ -66,7 +66,7 @@ fn a_refused_image_config_is_reported_in_its_result_file() {
     let r = obd_run_dir(dir.path(), ["attach", "--config", cfg.to_str().unwrap()]).clean_error();
     let result = std::fs::read_to_string(dir.path().join("result")).unwrap();
     assert!(result.starts_with("failed:"), "{result}");
-    assert!(r.stderr().contains("does not download"), "{}", r.stderr());
+    assert!(r.stderr().contains("no repoBlobUrl"), "{}", r.stderr());
 }
 
 #[test]

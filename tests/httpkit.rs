@@ -311,6 +311,38 @@ fn serve_conn(
             h.to_ascii_lowercase()
                 .starts_with("transfer-encoding: chunked")
         });
+        let is_blob = head.method == "GET" && head.path.contains("/blobs/sha256:");
+        let is_manifest = head.method == "GET" && head.path.contains("/manifests/");
+        let (flip, cut, rewrite) = {
+            let f = faults.lock().unwrap();
+            (f.flip.clone(), f.cut_after, f.rewrite_manifest)
+        };
+        // Untouched bodies of known length stream through (a long blob
+        // starts at once, as it would on a real path).
+        let touched =
+            (is_blob && (flip.is_some() || cut.is_some())) || (is_manifest && rewrite.is_some());
+        if let (Some(n), false, false) = (clen, touched, head.method == "HEAD") {
+            let mut resp = status.clone();
+            for h in &headers {
+                let lower = h.to_ascii_lowercase();
+                if lower.starts_with("transfer-encoding:") || lower.starts_with("connection:") {
+                    continue;
+                }
+                resp.push_str(h);
+                resp.push_str("\r\n");
+            }
+            resp.push_str("\r\n");
+            paced.send(resp.as_bytes())?;
+            let mut left = n;
+            let mut buf = vec![0u8; 64 << 10];
+            while left > 0 {
+                let k = left.min(buf.len());
+                ur.read_exact(&mut buf[..k])?;
+                paced.send(&buf[..k])?;
+                left -= k;
+            }
+            continue;
+        }
         let mut data = Vec::new();
         if head.method != "HEAD" {
             match (clen, chunked) {
@@ -324,12 +356,6 @@ fn serve_conn(
                 }
             }
         }
-        let is_blob = head.method == "GET" && head.path.contains("/blobs/sha256:");
-        let is_manifest = head.method == "GET" && head.path.contains("/manifests/");
-        let (flip, cut, rewrite) = {
-            let f = faults.lock().unwrap();
-            (f.flip.clone(), f.cut_after, f.rewrite_manifest)
-        };
         if is_blob && status.contains(" 20") {
             if let Some((digest, at)) = &flip {
                 if head.path.ends_with(digest.as_str()) {

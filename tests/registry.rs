@@ -762,3 +762,293 @@ fn images_that_are_not_overlaybd_are_refused_with_advice() {
         .stderr();
     assert!(e.contains("404") || e.contains("MANIFEST_UNKNOWN"), "{e}");
 }
+
+/// A background `obd serve` of an image on a Unix socket, stopped when dropped.
+struct Served<'a> {
+    o: &'a Obd,
+    run: PathBuf,
+    socket: PathBuf,
+}
+
+impl<'a> Served<'a> {
+    fn start(o: &'a Obd, dir: &std::path::Path, extra: &[&str], image: &str) -> Served<'a> {
+        std::fs::create_dir_all(dir).unwrap();
+        let run = dir.join("run");
+        let socket = dir.join("s.sock");
+        let mut a = vec!["serve", "-q", "--socket", socket.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        a.push(image);
+        o.run_env(&a, &[("OBD_RUN_DIR", run.to_str().unwrap())])
+            .ok();
+        Served { o, run, socket }
+    }
+
+    fn uri(&self) -> String {
+        format!("nbd+unix:///?socket={}", self.socket.display())
+    }
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        self.o.run_env(
+            ["detach", "nbd0"],
+            &[("OBD_RUN_DIR", self.run.to_str().unwrap())],
+        );
+    }
+}
+
+fn cached_bytes(o: &Obd) -> u64 {
+    o.run(["--json", "cache", "list"]).ok().json()["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["cached_bytes"].as_u64().unwrap())
+        .sum()
+}
+
+/// Reads through the kernel-less NBD path with qemu-io.
+fn qemu_read(uri: &str, offset: u64, len: u64) {
+    let out = Command::new("qemu-io")
+        .args([
+            "-r",
+            "-f",
+            "raw",
+            "-c",
+            &format!("read {offset} {len}"),
+            uri,
+        ])
+        .output()
+        .expect("qemu-io (apt install qemu-utils)");
+    assert!(
+        out.status.success(),
+        "qemu-io: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_recorded_trace_prefetches_what_the_reads_wanted() {
+    let reg = Registry::start(Options::default());
+    let d = tmpdir();
+    // An 8 MiB layer of incompressible data: 32 cache chunks, most of them
+    // neither the layer's first nor its last.
+    let raw = d.path().join("data.raw");
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let bytes: Vec<u8> = (0..8 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    std::fs::write(&raw, &bytes).unwrap();
+    let layer = d.path().join("layer.zfile");
+    let o = Obd::new();
+    o.run([
+        "commit",
+        "-q",
+        "-z",
+        "--raw",
+        raw.to_str().unwrap(),
+        layer.to_str().unwrap(),
+    ])
+    .ok();
+    let image = format!("{}:v1", reg.image("fx/trace"));
+    push(&o, &[layer.display().to_string()], &image);
+
+    // Record: read 1 MiB in the middle through an NBD export.
+    let trace = d.path().join("trace");
+    {
+        let s = Served::start(
+            &o,
+            &d.path().join("a"),
+            &["--record-trace", trace.to_str().unwrap()],
+            &image,
+        );
+        assert!(std::path::Path::new(&format!("{}.lock", trace.display())).exists());
+        qemu_read(&s.uri(), 4 << 20, 1 << 20);
+    }
+    // Stopping wrote the trace in overlaybd's format: reads of layer 0
+    // covering what the disk's bytes 4 MiB..5 MiB map to.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&format!("{}.ok", trace.display())).exists() {
+        assert!(Instant::now() < deadline, "no trace.ok after detach");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let recs = obd::serve::trace::decode(&std::fs::read(&trace).unwrap()).unwrap();
+    assert!(!recs.is_empty());
+    let map = o
+        .run([
+            "--json",
+            "map",
+            "--start",
+            "4M",
+            "--length",
+            "1M",
+            layer.to_str().unwrap(),
+        ])
+        .ok()
+        .json();
+    let want: u64 = map["extents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "data")
+        .map(|e| e["length"].as_u64().unwrap())
+        .sum();
+    let first = map["extents"][0]["offset"].as_u64().unwrap();
+    assert!(recs
+        .iter()
+        .all(|r| r.op == b'R' && r.layer == 0 && r.count <= 1 << 20));
+    assert_eq!(recs.iter().map(|r| r.count).sum::<u64>(), want);
+    assert!(recs.iter().any(|r| r.offset == first), "{recs:?} vs {map}");
+
+    // Replay, each with an empty cache: with the trace, the middle of the
+    // layer is fetched without a single client read.
+    let plain = Obd::new();
+    {
+        let _s = Served::start(&plain, &d.path().join("b"), &[], &image);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let without = cached_bytes(&plain);
+    let warm = Obd::new();
+    let with = {
+        let _s = Served::start(
+            &warm,
+            &d.path().join("c"),
+            &["--prefetch", trace.to_str().unwrap()],
+            &image,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = cached_bytes(&warm);
+            if n >= without + (1 << 20) || Instant::now() > deadline {
+                break n;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert!(
+        with >= without + (1 << 20),
+        "cached {with} bytes with the trace, {without} without"
+    );
+    // A damaged trace is refused in one line.
+    let bad = d.path().join("bad");
+    let mut b = std::fs::read(&trace).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    std::fs::write(&bad, b).unwrap();
+    let e = o
+        .run_env(
+            [
+                "serve",
+                "--socket",
+                d.path().join("x.sock").to_str().unwrap(),
+                "--prefetch",
+                bad.to_str().unwrap(),
+                &image,
+            ],
+            &[("OBD_RUN_DIR", d.path().join("d").to_str().unwrap())],
+        )
+        .clean_error()
+        .stderr();
+    assert!(e.contains("checksum"), "{e}");
+}
+
+#[test]
+fn verify_checks_an_image_layer_by_layer_against_its_manifest() {
+    let reg = Registry::start(Options::default());
+    let o = Obd::new();
+    let d = tmpdir();
+    let layers: Vec<String> = ["L0.lz4.tar", "L1.lz4-bs16.zfile", "L2.lz4-bs64.tar"]
+        .map(String::from)
+        .into();
+    let image = format!("{}:v1", reg.image("fx/verify"));
+    let r = push(&o, &layers, &image);
+    let v = o.run(["--json", "verify", &image]).ok().json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        v["stack"]["layers"].as_array().map(Vec::len),
+        Some(3),
+        "{v}"
+    );
+    assert_eq!(v["stack"]["problems"], serde_json::json!([]), "{v}");
+    for (f, l) in v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r["layers"].as_array().unwrap())
+    {
+        assert_eq!(f["expected_sha256"], l["digest"]);
+        assert_eq!(f["sha256"], l["digest"]);
+    }
+    // A layout whose blob was damaged after it was written: exit 1, and
+    // the damaged layer named with its digest mismatch.
+    let layout = d.path().join("img");
+    push(&o, &layers, &format!("oci:{}:v1", layout.display()));
+    o.run(["verify", &format!("oci:{}:v1", layout.display())])
+        .ok();
+    let hex = r["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let p = layout.join("blobs/sha256").join(hex);
+    let mut b = std::fs::read(&p).unwrap();
+    b[3000] ^= 0x10;
+    std::fs::write(&p, b).unwrap();
+    let v = o
+        .run(["--json", "verify", &format!("oci:{}:v1", layout.display())])
+        .code_is(1)
+        .json();
+    let bad: Vec<&serde_json::Value> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] != "ok")
+        .collect();
+    assert_eq!(bad.len(), 1, "{v}");
+    assert!(bad[0]["path"].as_str().unwrap().ends_with(hex));
+    assert!(
+        bad[0]["problems"].to_string().contains("file.digest"),
+        "{}",
+        bad[0]
+    );
+}
+
+#[test]
+fn blobs_the_registry_has_elsewhere_are_mounted_not_uploaded() {
+    let reg = Registry::start(Options::default());
+    let proxy = Proxy::start(reg.port);
+    let o = Obd::new();
+    let layers: Vec<String> = ["L0.lz4.tar", "L1.lz4-bs16.zfile"].map(String::from).into();
+    let a = format!("docker://{}/team-a/app:v1", proxy.url());
+    push(&o, &layers, &a);
+    // Reading the image tells the cache where its blobs live.
+    let d = tmpdir();
+    o.run(["pull", "-q", &a, d.path().join("p").to_str().unwrap()])
+        .ok();
+    let before = proxy.log.lock().unwrap().len();
+    let r = push(
+        &o,
+        &layers,
+        &format!("docker://{}/team-b/app:v1", proxy.url()),
+    );
+    for l in r["layers"].as_array().unwrap() {
+        assert_eq!(l["action"], "mounted", "{r}");
+    }
+    assert_eq!(r["transferred_bytes"], 0);
+    let log = proxy.log.lock().unwrap()[before..].to_vec();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("mount=sha256:") && l.contains("from=team-a")),
+        "{log:?}"
+    );
+    assert!(!log.iter().any(|l| l.starts_with("PATCH")), "{log:?}");
+    // skopeo reads the mounted image.
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/team-b/app:v1", reg.host()),
+    ]);
+}

@@ -13,7 +13,9 @@ use super::{print_json, CacheArgs, ChainArgs, GlobalArgs, UpperArgs};
 use crate::serve::daemon::{self, Finished, Plan};
 use crate::serve::runstate::Record;
 use crate::serve::ublk::{Options, Ublk};
-use crate::source::config::{check_result_file, result_file_of, write_result, ImageConfig};
+use crate::source::config::{
+    check_result_file, result_file_of, write_result, ImageConfig, TraceMode,
+};
 use crate::stack::ReadOptions;
 
 /// Arguments of `obd attach`.
@@ -56,6 +58,9 @@ pub struct Args {
     /// Index memory budget.
     #[command(flatten)]
     pub index: super::IndexArgs,
+    /// Access traces.
+    #[command(flatten)]
+    pub trace: super::TraceArgs,
     /// Registry and cache options (for image references).
     #[command(flatten)]
     pub remote: super::remote::RemoteArgs,
@@ -70,6 +75,7 @@ pub struct Args {
 /// # Errors
 /// A missing ublk driver, unreadable layers, a device that does not come up.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let (mut record_trace, mut prefetch) = a.trace.paths()?;
     let (layers, upper, config, result_file) = match &a.config {
         Some(c) => {
             let rd = a.result_dir.as_deref();
@@ -90,7 +96,14 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
                 .as_deref()
                 .map(|rf| check_result_file(c, rf, rd))
                 .transpose()?;
-            (cfg.lowers, cfg.upper, Some(c.clone()), rf)
+            // The config's recordTracePath, unless the command line says.
+            match cfg.trace.clone() {
+                Some(TraceMode::Record(p)) if record_trace.is_none() => record_trace = Some(p),
+                Some(TraceMode::Replay(p)) if prefetch.is_none() => prefetch = Some(p),
+                _ => {}
+            }
+            let lowers = a.remote.config_sources(cfg.lowers)?;
+            (lowers, cfg.upper, Some(c.clone()), rf)
         }
         None => (
             a.remote.sources(&a.layers)?,
@@ -117,6 +130,8 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         queues: a.queues,
         depth: a.depth,
         start_timeout: Duration::from_secs(a.timeout),
+        record_trace,
+        prefetch,
     };
     let transport = Ublk {
         options: Options {

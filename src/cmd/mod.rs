@@ -246,6 +246,38 @@ pub(crate) fn check_chain(
     Ok(())
 }
 
+/// Access traces of a served stack: `--record-trace`, `--prefetch`.
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// Record the reads of the (read-only) stack into this trace file
+    /// (overlaybd's format) until FILE.lock is removed or the server stops.
+    #[arg(long, value_name = "FILE")]
+    pub record_trace: Option<PathBuf>,
+    /// Replay this trace in the background once the stack is open, so that
+    /// the reads it recorded find their data fetched.
+    #[arg(long, value_name = "FILE")]
+    pub prefetch: Option<PathBuf>,
+}
+
+impl TraceArgs {
+    /// The paths, absolute (the server may run elsewhere).
+    ///
+    /// # Errors
+    /// A replay trace that does not exist.
+    pub fn paths(&self) -> anyhow::Result<(Option<PathBuf>, Option<PathBuf>)> {
+        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        if let Some(p) = &self.prefetch {
+            if !p.is_file() {
+                anyhow::bail!("{}: --prefetch: no such trace file", p.display());
+            }
+        }
+        Ok((
+            self.record_trace.as_ref().map(abs),
+            self.prefetch.as_ref().map(abs),
+        ))
+    }
+}
+
 /// The decompressed-block cache of a stack's ZFile layers: `--cache-size`.
 #[derive(Debug, Clone, Args)]
 pub struct CacheArgs {
@@ -491,6 +523,8 @@ pub fn main() -> ExitCode {
         let mut lock = stdout.lock();
         run(cli, &mut lock)
     }));
+    // Registry blobs fetched by this run stay known to the cache.
+    crate::source::cache::persist_open();
     match result {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {

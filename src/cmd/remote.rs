@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::parse_size;
 use crate::source::cache::{self, CacheDir};
+use crate::source::config::Lower;
 use crate::source::reference::ImageRef;
 use crate::source::registry::{auth, Credentials, RemoteOptions};
 use crate::source::remote::RemoteContext;
@@ -101,6 +102,46 @@ impl RemoteArgs {
             ImageRef::Layout { .. } => None,
         };
         Ok(crate::source::resolve(r, ctx.as_ref())?)
+    }
+
+    /// The layers of an image config: files, and registry blobs (a
+    /// `repoBlobUrl` that says `http://` speaks plain HTTP to its host).
+    ///
+    /// # Errors
+    /// Bad options; the cache directory cannot be created.
+    pub fn config_sources(&self, lowers: Vec<Lower>) -> anyhow::Result<Vec<LayerSource>> {
+        let mut ctx: Option<Arc<RemoteContext>> = None;
+        let mut out = Vec::with_capacity(lowers.len());
+        for l in lowers {
+            match l {
+                Lower::File(p) => out.push(LayerSource::File(p)),
+                Lower::Remote {
+                    registry,
+                    repo,
+                    blob,
+                    plain_http,
+                } => {
+                    if ctx.is_none() {
+                        let mut o = self.options()?;
+                        if plain_http {
+                            o.insecure.push(registry.clone());
+                        }
+                        let cache = CacheDir::open(&self.cache_root(), Some(self.cache_limit))?;
+                        ctx = Some(RemoteContext::new(o, cache));
+                    }
+                    let ctx = ctx
+                        .clone()
+                        .ok_or_else(|| anyhow::anyhow!("no registry context"))?;
+                    out.push(LayerSource::Remote(crate::source::remote::RemoteLayer {
+                        registry,
+                        repo,
+                        blob,
+                        ctx,
+                    }));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The layers `args` name: layer files, or one image reference.

@@ -57,6 +57,9 @@ pub struct Args {
     /// Index memory budget.
     #[command(flatten)]
     pub index: super::IndexArgs,
+    /// Access traces.
+    #[command(flatten)]
+    pub trace: super::TraceArgs,
     /// Registry and cache options (for image references).
     #[command(flatten)]
     pub remote: super::remote::RemoteArgs,
@@ -72,6 +75,7 @@ pub struct Args {
 /// Unreadable layers, a socket that cannot be made, a server that does not
 /// start.
 pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let (record_trace, prefetch) = a.trace.paths()?;
     let plan = Plan {
         layers: a.remote.sources(&a.layers)?,
         upper: a
@@ -91,6 +95,8 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         queues: a.threads,
         depth: 0,
         start_timeout: Duration::from_secs(a.timeout),
+        record_trace,
+        prefetch,
     };
     let transport = Nbd {
         socket: a.socket.map(absolute),

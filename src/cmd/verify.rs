@@ -36,8 +36,13 @@ pub struct Args {
     /// Worker threads, 1 to 1024 (default: one per core).
     #[arg(long, value_name = "N", value_parser = super::parse_threads)]
     pub threads: Option<usize>,
+    /// Registry and cache options (for image references).
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
     /// Layer blobs or directories (walked; files that are not layers are
-    /// listed as skipped).
+    /// listed as skipped), or one image reference (docker://…, oci:DIR:TAG):
+    /// its layers checked as a stack, each against its manifest digest
+    /// (registry layers are fetched whole into the cache first).
     #[arg(required_unless_present = "upper", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }
@@ -59,8 +64,42 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     r
 }
 
-fn run_checks(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+/// An image reference given to verify: its layers as files (registry
+/// layers fetched whole into the cache), each with its manifest digest.
+fn image_files(
+    g: &GlobalArgs,
+    a: &mut Args,
+) -> anyhow::Result<std::collections::HashMap<PathBuf, Sha256Digest>> {
+    let mut digests = std::collections::HashMap::new();
+    let Some(r) = super::remote::image_ref(&a.paths)? else {
+        return Ok(digests);
+    };
+    if a.digest.is_some() {
+        bail!("an image names each layer's digest; --digest is for one blob file");
+    }
+    let img = a.remote.resolve(&r)?;
+    let mut paths = Vec::with_capacity(img.layers.len());
+    for (l, b) in img.layers.iter().zip(&img.blobs) {
+        let p = match l {
+            crate::source::LayerSource::File(p) => p.clone(),
+            crate::source::LayerSource::Remote(rl) => {
+                let bar = Progress::bytes(g, b.size, "fetch");
+                rl.fetch_all(&|n| bar.set(n))?;
+                bar.finish();
+                rl.ctx.cached(&rl.blob)?.data_path().to_path_buf()
+            }
+        };
+        digests.insert(p.clone(), Sha256Digest(*b.digest.bytes()));
+        paths.push(p);
+    }
+    a.paths = paths;
+    a.stack = true;
+    Ok(digests)
+}
+
+fn run_checks(g: &GlobalArgs, mut a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let digests = image_files(g, &mut a)?;
     if a.digest.is_some() && (a.paths.len() != 1 || a.upper.upper.is_some() || a.stack) {
         bail!("--digest checks one blob: give exactly one file");
     }
@@ -117,6 +156,7 @@ fn run_checks(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<Ex
     let opts = Options {
         digest: a.digest,
         compute_sha256: a.digest.is_some(),
+        digests,
         ..Options::default()
     };
     let progress = Progress::bytes(g, total, "verify");

@@ -72,6 +72,9 @@ pub fn pull(
     let mut downloaded = 0u64;
     let mut layers = Vec::with_capacity(blobs.len());
     for b in &blobs {
+        // A later push of this blob to another repository can mount it.
+        ctx.cache()
+            .record_origin(&b.digest, &src.registry, &src.repository);
         let final_path = layout::blob_path(dir, &b.digest);
         let present = std::fs::metadata(&final_path).is_ok_and(|m| m.len() == b.size);
         let action = if present {

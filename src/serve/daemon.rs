@@ -32,6 +32,7 @@ use super::runstate::{
 };
 use super::sys::{self, BlockedSignals, Forked, STOP_SIGNALS};
 use super::target::Target;
+use super::trace;
 use crate::format::lsmt::writable::WritableLayer;
 use crate::io::ReadAt;
 use crate::source::config::write_result;
@@ -122,6 +123,10 @@ pub struct Plan {
     pub depth: u16,
     /// How long startup may take.
     pub start_timeout: Duration,
+    /// Record the reads into this trace file (read-only stacks).
+    pub record_trace: Option<PathBuf>,
+    /// Replay this trace in the background once the stack is open.
+    pub prefetch: Option<PathBuf>,
 }
 
 /// How [`start`] ended, in this process.
@@ -275,23 +280,44 @@ fn open_target(plan: &Plan) -> anyhow::Result<Arc<dyn Target>> {
     let upper = plan.upper.as_ref().map(|(d, i)| (d.as_path(), i.as_path()));
     match upper {
         Some((data, index)) if !plan.read_only => {
+            if plan.record_trace.is_some() {
+                anyhow::bail!(
+                    "--record-trace records a read-only stack (drop --upper, or add --read-only)"
+                );
+            }
             let lower: Option<Arc<dyn ReadAt>> = if plan.layers.is_empty() {
                 None
             } else {
-                let stack = Stack::open_sources(&plan.layers, None, plan.read)?;
+                let stack = Arc::new(Stack::open_sources(&plan.layers, None, plan.read)?);
                 check_chain(plan, &stack)?;
-                Some(Arc::new(stack))
+                start_prefetch(plan, &stack)?;
+                Some(stack)
             };
             let layer = WritableLayer::open(data, index, lower)
                 .with_context(|| data.display().to_string())?;
             Ok(Arc::new(layer))
         }
         _ => {
-            let stack = Stack::open_sources(&plan.layers, upper, plan.read)?;
+            let stack = Arc::new(Stack::open_sources(&plan.layers, upper, plan.read)?);
             check_chain(plan, &stack)?;
-            Ok(Arc::new(stack))
+            start_prefetch(plan, &stack)?;
+            match &plan.record_trace {
+                Some(path) => Ok(Arc::new(trace::Traced(trace::Recorder::start(
+                    stack, path,
+                )?))),
+                None => Ok(stack),
+            }
         }
     }
+}
+
+/// Replays the plan's trace in the background (the blob cache fills while
+/// the device comes up).
+fn start_prefetch(plan: &Plan, stack: &Arc<Stack>) -> anyhow::Result<()> {
+    if let Some(p) = &plan.prefetch {
+        trace::replay(stack.clone(), p, 8)?;
+    }
+    Ok(())
 }
 
 /// Refuses a broken parent-uuid chain unless the plan accepts it.

@@ -13,6 +13,7 @@ pub mod nbd;
 pub mod runstate;
 pub(crate) mod sys;
 pub mod target;
+pub mod trace;
 #[cfg(target_os = "linux")]
 pub mod ublk;
 

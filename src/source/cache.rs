@@ -34,7 +34,7 @@ const VERSION: u32 = 1;
 const HEADER: u64 = 64;
 const FLAG_VERIFIED: u32 = 1;
 /// Chunk entries are synced in batches of this many, or after this long.
-const SYNC_BATCH: usize = 64;
+const SYNC_BATCH: usize = 256;
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// A cache directory.
@@ -117,11 +117,16 @@ impl CacheDir {
     /// different size.
     pub fn blob(&self, digest: &Digest, size: u64) -> Result<Arc<CachedBlob>> {
         let (data, rec) = self.paths(digest);
-        let b = CachedBlob::open(&data, &rec, *digest, size)?;
+        let b = Arc::new(CachedBlob::open(&data, &rec, *digest, size)?);
+        {
+            let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+            open.retain(|w| w.strong_count() > 0);
+            open.push(Arc::downgrade(&b));
+        }
         if let Some(limit) = self.limit {
             let _ = self.prune(limit);
         }
-        Ok(Arc::new(b))
+        Ok(b)
     }
 
     /// Notes that blob `d` is in `repo` on `registry`, so that a push of
@@ -350,6 +355,40 @@ struct Table {
     unsynced: Vec<u32>,
     last_sync: Instant,
     verified: bool,
+}
+
+/// Every entry open in this process, so that [`persist_open`] can write
+/// their records before the process exits.
+static OPEN: Mutex<Vec<std::sync::Weak<CachedBlob>>> = Mutex::new(Vec::new());
+
+/// Writes the record entries of every chunk fetched by this process (for
+/// a process about to exit: entries still open would otherwise be fetched
+/// again by the next one).
+pub fn persist_open() {
+    let open: Vec<Arc<CachedBlob>> = OPEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    for b in open {
+        let _ = b.persist();
+    }
+}
+
+/// Starts (once, on the first fetched chunk: after any fork) a thread that
+/// writes pending record entries every second, so that a long-lived
+/// server's cache stays current for other processes.
+fn start_persister() {
+    static STARTED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    STARTED.get_or_init(|| {
+        let _ = std::thread::Builder::new()
+            .name("obd-cache-sync".into())
+            .spawn(|| loop {
+                std::thread::sleep(SYNC_EVERY);
+                persist_open();
+            });
+    });
 }
 
 /// One blob's cache entry, in use while it lives.
@@ -626,6 +665,7 @@ impl CachedBlob {
         let due = t.unsynced.len() >= SYNC_BATCH || t.last_sync.elapsed() >= SYNC_EVERY;
         drop(t);
         self.cv.notify_all();
+        start_persister();
         if due {
             self.persist()?;
         }

@@ -1,12 +1,14 @@
-//! overlaybd's image config (`config.v1.json`, FORMAT.md §7) as far as a
-//! local attach needs it: `lowers[]` (bottom first), `upper`, `resultFile`.
+//! overlaybd's image config (`config.v1.json`, FORMAT.md §7) as far as an
+//! attach needs it: `lowers[]` (bottom first), `upper`, `resultFile`,
+//! `repoBlobUrl` and `recordTracePath`.
 //!
 //! A lower is found as the reference does: `file`, else `<dir>/overlaybd.commit`,
-//! `<dir>/.commit` (legacy) or `<dir>/overlaybd.sealed`. Layers that would
-//! have to be downloaded (`digest` with no local file), turboOCI targets and
-//! gzip indexes are refused. With `accelerationLayer` the last lower is a
-//! trace layer and is left out of the stack. Relative paths are taken
-//! relative to the config file's directory.
+//! `<dir>/.commit` (legacy) or `<dir>/overlaybd.sealed`, else — with a
+//! `digest` and `size` — the registry blob `repoBlobUrl/<digest>`, read
+//! lazily. TurboOCI targets and gzip indexes are refused. With
+//! `accelerationLayer` the last lower is a trace layer and is left out of
+//! the stack. Relative paths are taken relative to the config file's
+//! directory.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,8 @@ struct RawConfig {
     result_file: Option<String>,
     #[serde(default)]
     acceleration_layer: bool,
+    repo_blob_url: Option<String>,
+    record_trace_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +35,7 @@ struct RawLower {
     file: Option<String>,
     dir: Option<String>,
     digest: Option<String>,
+    size: Option<u64>,
     target_file: Option<String>,
     gzip_index: Option<String>,
 }
@@ -44,15 +49,45 @@ struct RawUpper {
     gzip_index: Option<String>,
 }
 
-/// An image config resolved to local files.
+/// A lower layer of an image config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lower {
+    /// A local file.
+    File(PathBuf),
+    /// A blob in a registry (`repoBlobUrl` + digest).
+    Remote {
+        /// `host[:port]`.
+        registry: String,
+        /// The repository.
+        repo: String,
+        /// The blob.
+        blob: super::image::LayerBlob,
+        /// `repoBlobUrl` is plain `http://`.
+        plain_http: bool,
+    },
+}
+
+/// What the config's `recordTracePath` asks for, as the reference reads
+/// it: an existing empty file is recorded into, a non-empty one replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceMode {
+    /// Record reads into this (empty) file.
+    Record(PathBuf),
+    /// Replay this trace.
+    Replay(PathBuf),
+}
+
+/// An image config resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageConfig {
-    /// Layer files, bottom first.
-    pub lowers: Vec<super::LayerSource>,
+    /// Layers, bottom first.
+    pub lowers: Vec<Lower>,
     /// Writable top layer `(data, index)`.
     pub upper: Option<(PathBuf, PathBuf)>,
     /// Where to write `success` or `failed:<reason>`.
     pub result_file: Option<PathBuf>,
+    /// `recordTracePath`, when the file exists.
+    pub trace: Option<TraceMode>,
 }
 
 impl ImageConfig {
@@ -76,11 +111,16 @@ impl ImageConfig {
         let raw: RawConfig =
             serde_json::from_str(text).map_err(|e| Error::invalid("image config", e))?;
         let result_file = raw.result_file.as_deref().map(|p| base.join(p));
+        let repo = raw
+            .repo_blob_url
+            .as_deref()
+            .map(parse_repo_blob_url)
+            .transpose()?;
         let mut lowers = raw
             .lowers
             .iter()
             .enumerate()
-            .map(|(i, l)| resolve_lower(i, l, base).map(super::LayerSource::File))
+            .map(|(i, l)| resolve_lower(i, l, base, repo.as_ref()))
             .collect::<Result<Vec<_>>>()?;
         if raw.acceleration_layer {
             lowers.pop();
@@ -112,10 +152,19 @@ impl ImageConfig {
                 "no layers (lowers[] is empty)",
             ));
         }
+        let trace = raw.record_trace_path.as_deref().and_then(|p| {
+            let p = base.join(p);
+            match std::fs::metadata(&p) {
+                Ok(m) if m.len() == 0 => Some(TraceMode::Record(p)),
+                Ok(_) => Some(TraceMode::Replay(p)),
+                Err(_) => None,
+            }
+        });
         Ok(ImageConfig {
             lowers,
             upper,
             result_file,
+            trace,
         })
     }
 }
@@ -134,7 +183,60 @@ pub fn result_file_of(path: &Path) -> Option<PathBuf> {
     only.result_file.map(|p| base.join(p))
 }
 
-fn resolve_lower(i: usize, l: &RawLower, base: &Path) -> Result<PathBuf> {
+/// `repoBlobUrl`: `http(s)://HOST[:PORT]/v2/<repo>/blobs` → (host, repo, plain http).
+fn parse_repo_blob_url(u: &str) -> Result<(String, String, bool)> {
+    let bad = || {
+        Error::invalid(
+            "image config",
+            format!("repoBlobUrl {u:?} is not http(s)://HOST/v2/REPO/blobs"),
+        )
+    };
+    let (plain, rest) = match (u.strip_prefix("https://"), u.strip_prefix("http://")) {
+        (Some(r), _) => (false, r),
+        (None, Some(r)) => (true, r),
+        _ => return Err(bad()),
+    };
+    let (host, path) = rest.split_once('/').ok_or_else(bad)?;
+    let repo = path
+        .strip_prefix("v2/")
+        .and_then(|p| p.trim_end_matches('/').strip_suffix("/blobs"))
+        .filter(|r| !r.is_empty())
+        .ok_or_else(bad)?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), repo.to_string(), plain))
+}
+
+fn resolve_lower(
+    i: usize,
+    l: &RawLower,
+    base: &Path,
+    repo: Option<&(String, String, bool)>,
+) -> Result<Lower> {
+    match resolve_local(i, l, base) {
+        Ok(p) => Ok(Lower::File(p)),
+        Err(local) => match (repo, &l.digest, l.size) {
+            (Some((host, repo, plain)), Some(d), Some(size)) if l.file.is_none() => {
+                let digest = super::digest::Digest::parse(d)
+                    .map_err(|e| Error::invalid("image config", format!("lowers[{i}]: {e}")))?;
+                Ok(Lower::Remote {
+                    registry: host.clone(),
+                    repo: repo.clone(),
+                    blob: super::image::LayerBlob { digest, size },
+                    plain_http: *plain,
+                })
+            }
+            (Some(_), Some(_), None) if l.file.is_none() => Err(Error::invalid(
+                "image config",
+                format!("lowers[{i}]: a registry layer needs its size"),
+            )),
+            _ => Err(local),
+        },
+    }
+}
+
+fn resolve_local(i: usize, l: &RawLower, base: &Path) -> Result<PathBuf> {
     if l.target_file.is_some() || l.gzip_index.is_some() {
         return Err(Error::invalid(
             "image config",
@@ -164,7 +266,7 @@ fn resolve_lower(i: usize, l: &RawLower, base: &Path) -> Result<PathBuf> {
         "image config",
         match &l.digest {
             Some(d) => {
-                format!("lowers[{i}]: {d} is not a local file (obd does not download layers)")
+                format!("lowers[{i}]: {d} is not a local file and the config has no repoBlobUrl")
             }
             None => format!("lowers[{i}]: no file or dir"),
         },
@@ -276,8 +378,8 @@ mod tests {
         assert_eq!(
             c.lowers,
             [
-                super::super::LayerSource::file("/cfg/L0.commit"),
-                super::super::LayerSource::file("/abs/L1.commit")
+                Lower::File("/cfg/L0.commit".into()),
+                Lower::File("/abs/L1.commit".into())
             ]
         );
         assert_eq!(
@@ -298,10 +400,44 @@ mod tests {
             d.path(),
         )
         .unwrap();
+        assert_eq!(c.lowers, [Lower::File(d.path().join("a/.commit"))]);
+    }
+
+    #[test]
+    fn registry_lowers_come_from_repo_blob_url() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let c = ImageConfig::parse(
+            &format!(
+                r#"{{"repoBlobUrl":"http://127.0.0.1:5000/v2/obd/app/blobs","lowers":[{{"digest":"{d}","size":4096,"dir":"/nonexistent"}}]}}"#
+            ),
+            Path::new("/"),
+        )
+        .unwrap();
         assert_eq!(
             c.lowers,
-            [super::super::LayerSource::file(d.path().join("a/.commit"))]
+            [Lower::Remote {
+                registry: "127.0.0.1:5000".into(),
+                repo: "obd/app".into(),
+                blob: crate::source::image::LayerBlob {
+                    digest: crate::source::digest::Digest::parse(&d).unwrap(),
+                    size: 4096
+                },
+                plain_http: true,
+            }]
         );
+        for bad in [
+            format!(
+                r#"{{"repoBlobUrl":"ftp://h/v2/a/blobs","lowers":[{{"digest":"{d}","size":1}}]}}"#
+            ),
+            format!(
+                r#"{{"repoBlobUrl":"https://h/a/blobs","lowers":[{{"digest":"{d}","size":1}}]}}"#
+            ),
+            format!(r#"{{"repoBlobUrl":"https://h/v2/a/blobs","lowers":[{{"digest":"{d}"}}]}}"#),
+            r#"{"repoBlobUrl":"https://h/v2/a/blobs","lowers":[{"digest":"md5:00","size":1}]}"#
+                .to_string(),
+        ] {
+            assert!(ImageConfig::parse(&bad, Path::new("/")).is_err(), "{bad}");
+        }
     }
 
     #[test]

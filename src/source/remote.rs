@@ -162,8 +162,8 @@ impl RemoteLayer {
                 repo: self.repo.clone(),
                 cache: self.ctx.cached(&self.blob)?,
                 ahead_to: AtomicU64::new(0),
-                last_end: AtomicU64::new(u64::MAX),
-                window: (2 * self.ctx.opts.max_requests as u64).max(AHEAD_RUN),
+                seq: Mutex::new((u64::MAX, 0)),
+                window: (4 * self.ctx.opts.max_requests as u64).max(AHEAD_RUN),
                 threads: self.ctx.opts.max_requests.clamp(1, 64),
             }),
         }))
@@ -238,7 +238,7 @@ pub fn fetch_into(
         repo: repo.to_string(),
         cache: cache.clone(),
         ahead_to: AtomicU64::new(0),
-        last_end: AtomicU64::new(u64::MAX),
+        seq: Mutex::new((u64::MAX, 0)),
         window: 0,
         threads: workers,
     };
@@ -261,8 +261,9 @@ struct Inner {
     cache: Arc<CachedBlob>,
     /// Read-ahead was scheduled up to this chunk (exclusive).
     ahead_to: AtomicU64,
-    /// Where the last read ended (sequential detection).
-    last_end: AtomicU64,
+    /// Sequential detection: where the last read ended, and how many bytes
+    /// the current run of (nearly) sequential reads has covered.
+    seq: Mutex<(u64, u64)>,
     /// Chunks read ahead of a sequential reader.
     window: u64,
     /// Read-ahead threads (the registry's requests in flight).
@@ -374,14 +375,28 @@ impl ReadAt for RemoteBlob {
         let first = offset / chunk;
         let end = offset + buf.len() as u64;
         let last = (end - 1) / chunk;
-        // Sequential: this read starts where the last one ended (or within
-        // a chunk of it). Read-ahead then keeps a window of chunks coming.
-        let prev = self.inner.last_end.swap(end, Ordering::Relaxed);
-        let sequential = prev != u64::MAX && offset <= prev + chunk && end >= prev;
+        // Sequential: reads that start where the last one ended (or within
+        // a chunk of it). Once such a run covers two chunks, read-ahead
+        // keeps a window of chunks coming that grows with the run (twice
+        // its length, up to `window`): a file's header and first block do
+        // not set off a fetch of the whole blob.
+        let run = {
+            let mut s = self.inner.seq.lock().unwrap_or_else(|p| p.into_inner());
+            let (prev, run) = *s;
+            let near =
+                prev != u64::MAX && offset <= prev.saturating_add(chunk) && end + chunk >= prev;
+            let run = if near {
+                run + buf.len() as u64
+            } else {
+                buf.len() as u64
+            };
+            *s = (end, run);
+            run
+        };
         self.inner.ensure(first, last)?;
         c.read_ready(buf, offset)?;
-        if sequential {
-            let window = self.inner.window;
+        if run >= 2 * chunk && self.inner.window > 0 {
+            let window = (2 * run / chunk).clamp(AHEAD_RUN, self.inner.window);
             let want_to = (last + 1 + window).min(c.chunks());
             let from = self
                 .inner

@@ -437,6 +437,9 @@ pub struct Options {
     /// The SHA-256 the blob must have (as a registry computes it: the whole
     /// file as stored). Computed in the same pass as the other checks.
     pub digest: Option<Sha256Digest>,
+    /// The SHA-256 particular files must have (the layers of an image, by
+    /// their manifest's digests).
+    pub digests: std::collections::HashMap<std::path::PathBuf, Sha256Digest>,
     /// Compute and report the SHA-256 even without an expected value.
     pub compute_sha256: bool,
     /// Bytes per sequential read of the single pass.
@@ -450,6 +453,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             digest: None,
+            digests: std::collections::HashMap::new(),
             compute_sha256: false,
             chunk_size: 4 << 20,
             cross_check: true,
@@ -846,7 +850,16 @@ pub fn run_jobs(jobs: &[Job], opts: &Options, progress: ProgressFn<'_>) -> Vec<F
     use rayon::prelude::*;
     jobs.par_iter()
         .map(|j| match j {
-            Job::Blob(p) => verify_path(p, opts, progress),
+            Job::Blob(p) => match opts.digests.get(p) {
+                Some(d) => {
+                    let o = Options {
+                        digest: Some(*d),
+                        ..opts.clone()
+                    };
+                    verify_path(p, &o, progress)
+                }
+                None => verify_path(p, opts, progress),
+            },
             Job::Pair { data, index } => verify_pair(data, index, progress),
             Job::Skip { path, size, reason } => {
                 FileReport::skipped(&path.display().to_string(), *size, reason.clone())
