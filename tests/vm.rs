@@ -5,7 +5,7 @@
 //! Inputs made here: the fixture stacks with their manifest hashes, an ext4
 //! image turned into a two-layer compressed stack by `obd commit --raw`, and
 //! a ZFile with one corrupted block. `OBD_VM_CHECKS` (space separated: stacks ext4 corrupt
-//! rw sigterm kill9 upper-crash config list nbd) limits the run while iterating;
+//! rw sigterm kill9 upper-crash config list nbd registry) limits the run while iterating;
 //! `OBD_VM_CONSOLE=1` prints the guest's console even when all is well.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,8 @@ use obd::ReadAt;
 use crate::util::*;
 use crate::vmkit::{self, Console, Initramfs, Kernel, VmOptions};
 
-const ALL_CHECKS: &str = "stacks ext4 rw corrupt sigterm kill9 upper-crash config list nbd";
+const ALL_CHECKS: &str =
+    "stacks ext4 rw corrupt sigterm kill9 upper-crash config list nbd registry";
 
 struct VmRun {
     console: Console,
@@ -94,6 +95,7 @@ vm_checks! {
     vm_image_config => "config",
     vm_list_and_queues => "list",
     vm_kernel_nbd_client_on_a_served_stack => "nbd",
+    vm_registry_image_attached_lazily_then_prefetched => "registry",
 }
 
 /// Every stack of the manifest was checked, and the guest ran to its end
@@ -174,6 +176,9 @@ fn boot() -> Result<VmRun, String> {
     fs.bytes("vm/stacks", stacks_file().as_bytes(), false)?;
     ext4_inputs(&mut fs, work.path())?;
     corrupt_input(&mut fs)?;
+    if checks.iter().any(|c| c == "registry") {
+        registry_input(&mut fs, work.path())?;
+    }
     let initrd = work.path().join("initrd.gz");
     fs.pack(&initrd)?;
     let console = vmkit::boot(
@@ -400,6 +405,45 @@ fn ext4_inputs(fs: &mut Initramfs, dir: &Path) -> Result<(), String> {
         .collect();
     fs.bytes("vm/ext4.sums", sums.as_bytes(), false)?;
     fs.bytes("vm/ext4.gone", b"gone.txt\n", false)
+}
+
+// ---- a registry in the guest ---------------------------------------------
+
+/// Debian's `docker-registry` and its storage holding the ext4 stack as the
+/// image `vm/ext4:v1`, pushed by `obd push` to a registry on this host's
+/// loopback; the guest serves that storage on its own loopback.
+fn registry_input(fs: &mut Initramfs, dir: &Path) -> Result<(), String> {
+    let bin = crate::regkit::binary()?;
+    let reg = crate::regkit::Registry::start(crate::regkit::Options::default());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_obd"))
+        .current_dir(dir)
+        .env("OBD_CACHE_DIR", dir.join("push-cache"))
+        .args(["push", "-q", "ext4.L0.zfile", "ext4.L1.zfile"])
+        .arg(format!("{}:v1", reg.image("vm/ext4")))
+        .output()
+        .map_err(|e| format!("obd push: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "obd push to the host registry: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let storage = reg.dir.path().join("storage");
+    for e in walkdir::WalkDir::new(&storage) {
+        let e = e.map_err(|e| e.to_string())?;
+        if e.file_type().is_file() {
+            let rel = e.path().strip_prefix(&storage).map_err(|e| e.to_string())?;
+            fs.file(e.path(), &format!("vm/registry/{}", rel.display()))?;
+        }
+    }
+    fs.binary(&bin, "bin/docker-registry")?;
+    fs.bytes(
+        "vm/registry.yml",
+        b"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+          storage:\n  filesystem:\n    rootdirectory: /vm/registry\n\
+          http:\n  addr: 127.0.0.1:5000\n  secret: obd-vm\n",
+        false,
+    )
 }
 
 // ---- corrupted ZFile -------------------------------------------------------

@@ -384,6 +384,69 @@ check_nbd() {
     fi
 }
 
+# An image in a registry on the guest's own loopback (Debian's docker-registry
+# over storage the host's obd push filled): attached lazily through the blob
+# cache with its reads recorded into a trace, checked file by file; then, with
+# an empty cache, attached with that trace replayed, and, once the replay is
+# done, read with the registry stopped: the prefetch fetched what was read.
+reg_up() { obd map --json "$REG_IMAGE" >/dev/null; }
+check_registry() {
+    command -v docker-registry >/dev/null || { fail registry "no docker-registry in the guest"; return; }
+    ip link set lo up
+    REG_IMAGE=docker://127.0.0.1:5000/vm/ext4:v1
+    export OBD_CACHE_DIR=/tmp/obd-cache
+    docker-registry serve /vm/registry.yml >/tmp/registry.log 2>&1 &
+    rpid=$!
+    if ! wait_for 120 reg_up; then
+        fail registry "the image cannot be read: $(obd map --json "$REG_IMAGE" 2>&1 | tail -n 1) $(tail -n 3 /tmp/registry.log)"
+        kill "$rpid"; return
+    fi
+    rm -f /tmp/app.trace /tmp/app.trace.ok
+    dev=$(obd attach --record-trace /tmp/app.trace "$REG_IMAGE" 2>/tmp/reg.err) \
+        || { fail registry "attach: $(cat /tmp/reg.err)"; kill "$rpid"; return; }
+    mount -t ext4 -o ro,noload "$dev" /mnt 2>/tmp/reg.err || { fail registry "mount: $(cat /tmp/reg.err)"; obd detach -q "$dev"; kill "$rpid"; return; }
+    (cd /mnt && $SHA256SUM -c /vm/ext4.sums) >/tmp/reg.sums 2>&1; sums=$?
+    umount /mnt
+    rm -f /tmp/app.trace.lock
+    wait_for 30 test -e /tmp/app.trace.ok; traced=$?
+    obd detach -q "$dev"
+    wait_for 10 gone "$dev"
+    records=$(( ($(wc -c < /tmp/app.trace) - 24) / 24 ))
+    if [ "$sums" != 0 ]; then
+        fail registry "checksums through the lazy device: $(grep -v ': OK' /tmp/reg.sums | head -n 5 | tr '\n' ' ')"
+        kill "$rpid"; return
+    elif [ "$traced" != 0 ] || [ "$records" -lt 1 ]; then
+        fail registry "no trace: ok file $traced, $records records"
+        kill "$rpid"; return
+    fi
+    # A cold cache; the trace replayed; then the registry goes away.
+    rm -rf /tmp/obd-cache
+    dev=$(obd attach --prefetch /tmp/app.trace "$REG_IMAGE" 2>/tmp/reg.err) \
+        || { fail registry "attach --prefetch: $(cat /tmp/reg.err)"; kill "$rpid"; return; }
+    log=$(list_field log)
+    wait_for 300 grep -q "prefetch .* replayed" "$log"; replayed=$?
+    kill "$rpid"; wait "$rpid" 2>/dev/null
+    summary=$(grep "prefetch .* replayed" "$log")
+    mount -t ext4 -o ro,noload "$dev" /mnt 2>/tmp/reg.err; mounted=$?
+    if [ "$mounted" = 0 ]; then
+        (cd /mnt && $SHA256SUM -c /vm/ext4.sums) >/tmp/reg.sums 2>&1; sums=$?
+        umount /mnt
+    fi
+    obd detach -q "$dev"
+    if [ "$replayed" != 0 ]; then
+        fail registry "the prefetch did not finish: $(tail -n 3 "$log" | tr '\n' ' ')"
+    elif ! echo "$summary" | grep -q " 0 failed"; then
+        fail registry "prefetch: $summary"
+    elif [ "$mounted" != 0 ]; then
+        fail registry "mount with the registry stopped: $(cat /tmp/reg.err)"
+    elif [ "$sums" != 0 ]; then
+        fail registry "with the registry stopped, after the prefetch of $records records: $(grep -v ': OK' /tmp/reg.sums | head -n 5 | tr '\n' ' ')"
+    else
+        echo "registry: $records trace records; $summary"
+        pass registry
+    fi
+}
+
 # --- main ---
 load_modules ublk_drv
 check_preflight
@@ -401,6 +464,7 @@ for c in $(cat /vm/checks); do
         config) check_config ;;
         list) check_list ;;
         nbd) check_nbd ;;
+        registry) check_registry ;;
     esac
     # Every check leaves the machine as it found it.
     no_ublk_devices || echo "WARN: devices left after $c: $(ls /dev/ublk[bc]* | tr '\n' ' ')"
