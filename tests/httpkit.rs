@@ -87,6 +87,8 @@ pub struct Proxy {
     pub port: u16,
     pub faults: Arc<Mutex<Faults>>,
     pub requests: Arc<AtomicU64>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicU64>,
     pub token_requests: Arc<AtomicU64>,
     /// Request lines seen (method and path), in order.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -110,6 +112,7 @@ impl Proxy {
             port,
             faults: Arc::new(Mutex::new(Faults::default())),
             requests: Arc::new(AtomicU64::new(0)),
+            connections: Arc::new(AtomicU64::new(0)),
             token_requests: Arc::new(AtomicU64::new(0)),
             log: Arc::new(Mutex::new(Vec::new())),
             auth_seen: Arc::new(Mutex::new(Vec::new())),
@@ -123,12 +126,14 @@ impl Proxy {
             p.auth_seen.clone(),
             p.stop.clone(),
         );
+        let connections = p.connections.clone();
         std::thread::spawn(move || {
             for c in l.incoming() {
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
                 let Ok(c) = c else { continue };
+                connections.fetch_add(1, Ordering::Relaxed);
                 let (faults, requests, tokens, log, auth) = (
                     faults.clone(),
                     requests.clone(),

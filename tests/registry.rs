@@ -336,6 +336,32 @@ fn layouts_skopeo_and_umoci_read_and_write_are_read_by_obd() {
     assert!(e.contains("not an OCI image layout"), "{e}");
 }
 
+/// Range reads hand their connection back for the next request: over a
+/// long path a new connection costs round trips (and a TLS handshake).
+#[test]
+fn range_reads_reuse_their_connections() {
+    let reg = Registry::start(Options::default());
+    let proxy = Proxy::start(reg.port);
+    let o = Obd::new();
+    let layers: Vec<String> = ["L0.commit", "L1.lz4-bs16.zfile", "L2.zstd-bs32.zfile"]
+        .map(String::from)
+        .into();
+    push(&o, &layers, &format!("{}:v1", reg.image("fx/conns")));
+    let sha = ro_stacks()
+        .into_iter()
+        .find(|s| s.0 == "s_plain")
+        .unwrap()
+        .2;
+    let via = format!("docker://{}/fx/conns:v1", proxy.url());
+    assert_eq!(flatten_sha(&o, &via, &["--max-requests", "1"]), sha);
+    let requests = proxy.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let conns = proxy.connections.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(requests >= 6, "{requests} requests");
+    // One request in flight at a time: one connection serves them all
+    // (two allowed, should the pool lose a race).
+    assert!(conns <= 2, "{conns} connections for {requests} requests");
+}
+
 #[test]
 fn pull_checks_digests_and_resumes() {
     let reg = Registry::start(Options::default());

@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! The bench stack shared by the read and serve benchmarks: three lz4/4 KiB
 //! ZFile layers over a 1 GiB virtual disk, shaped like the reference
 //! fixtures' L0/L1/L2 and tiled over the disk, and its flattened raw image.

@@ -53,6 +53,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     };
     let sources = a.remote.sources(&a.layers)?;
     let stack = Stack::open_sources(&sources, a.upper.pair(), opts)?;
+    crate::source::remote::fetch_whole_in_background(&sources);
     check_chain(g, &a.chain, &stack)?;
     let progress = Progress::bytes(g, stack.virtual_size(), "flatten");
     if a.output.as_os_str() == "-" {

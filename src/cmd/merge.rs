@@ -78,6 +78,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     let t0 = Instant::now();
     let sources = a.remote.sources(&a.layers)?;
     let stack = Stack::open_sources(&sources, None, a.index.read_options())?;
+    crate::source::remote::fetch_whole_in_background(&sources);
     check_chain(g, &a.chain, &stack)?;
     let total: u64 = stack
         .mappings()

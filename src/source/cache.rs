@@ -774,6 +774,55 @@ impl CachedBlob {
             .map_err(|e| Error::io("cache record", 56, e))
     }
 
+    /// Hashes the blob in order while other threads fetch it, each chunk
+    /// as soon as it is on disk, so that a whole fetch ends with its digest
+    /// already known. Returns `Some(matched)` once every chunk was hashed
+    /// (a match is recorded as for [`CachedBlob::verify_digest`], a
+    /// mismatch empties the entry), None when `stop` was set first.
+    ///
+    /// # Errors
+    /// Read errors.
+    pub fn hash_following(&self, stop: &std::sync::atomic::AtomicBool) -> Result<Option<bool>> {
+        use sha2::Digest as _;
+        use std::sync::atomic::Ordering;
+        if self.verified() {
+            return Ok(Some(true));
+        }
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; self.chunk as usize];
+        for i in 0..self.chunks() {
+            let mut t = self.table();
+            // Ready only: a chunk left by an earlier run is hashed once the
+            // fetchers' claim checked its CRC (a damaged one is refetched).
+            while !matches!(t.chunks[i as usize], Chunk::Ready(_)) {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                t = self
+                    .cv
+                    .wait_timeout(t, Duration::from_millis(50))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            drop(t);
+            let (start, len) = self.chunk_range(i, i);
+            let b = &mut buf[..len as usize];
+            self.data
+                .read_exact_at(b, start)
+                .map_err(|e| Error::file(&self.data_path, "read", e))?;
+            h.update(&*b);
+        }
+        if Digest::from_hasher(h) == self.digest {
+            self.persist()?;
+            self.set_flags(FLAG_VERIFIED)?;
+            self.table().verified = true;
+            Ok(Some(true))
+        } else {
+            self.invalidate(0, self.chunks() - 1);
+            Ok(Some(false))
+        }
+    }
+
     /// For a complete blob: hashes the data and compares with the digest.
     /// A match is recorded (`verified`); a mismatch empties the entry.
     ///
@@ -888,6 +937,44 @@ mod tests {
         b.fill(f, l, &bad).unwrap();
         assert!(!b.verify_digest().unwrap());
         assert!(!b.has_chunk(0) && !b.has_chunk(1));
+    }
+
+    #[test]
+    fn the_digest_follows_chunks_filled_out_of_order() {
+        use std::sync::atomic::AtomicBool;
+        let d = tempfile::tempdir().unwrap();
+        let cache = CacheDir::open(d.path(), None).unwrap();
+        for damaged in [false, true] {
+            let bytes = blob(5 * CHUNK as usize + 17 + usize::from(damaged));
+            let digest = Digest::of(&bytes);
+            let b = cache.blob(&digest, bytes.len() as u64).unwrap();
+            let stop = AtomicBool::new(false);
+            let got = std::thread::scope(|s| {
+                let h = s.spawn(|| b.hash_following(&stop));
+                // Last chunk first, then the rest, a little apart.
+                for i in [5u64, 2, 0, 4, 1, 3] {
+                    let (f, l) = b.claim(i, i, 1, true).unwrap().unwrap();
+                    let (at, n) = b.chunk_range(f, l);
+                    let mut part = bytes[at as usize..(at + n) as usize].to_vec();
+                    if damaged && i == 4 {
+                        part[9] ^= 0x10;
+                    }
+                    b.fill(f, l, &part).unwrap();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                h.join().unwrap().unwrap()
+            });
+            assert_eq!(got, Some(!damaged));
+            assert_eq!(b.verified(), !damaged);
+            // A mismatch empties the entry.
+            assert_eq!(b.has_chunk(0), !damaged);
+        }
+        // Stopped before the chunks came: no answer, nothing recorded.
+        let other = blob(CHUNK as usize + 3);
+        let b = cache.blob(&Digest::of(&other), other.len() as u64).unwrap();
+        let stop = AtomicBool::new(true);
+        assert_eq!(b.hash_following(&stop).unwrap(), None);
+        assert!(!b.verified());
     }
 
     #[test]

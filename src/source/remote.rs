@@ -6,7 +6,7 @@
 //! used.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -19,6 +19,11 @@ use crate::source::registry::{Registry, RemoteOptions};
 
 /// Chunks one demand request fetches at most (with 256 KiB chunks, 4 MiB).
 const DEMAND_RUN: u64 = 16;
+/// Chunks per request at most when fetching a blob whole (16 MiB).
+const WHOLE_RUN: u64 = 64;
+/// Bytes of range buffers one whole fetch has in flight at most (a pull
+/// runs two).
+const WHOLE_BUFFERS: u64 = 128 << 20;
 /// Chunks one read-ahead request fetches.
 const AHEAD_RUN: u64 = 4;
 /// Read-ahead jobs waiting at most; more are dropped.
@@ -216,6 +221,32 @@ impl RemoteLayer {
     }
 }
 
+/// For commands that read (nearly) every byte of a stack (`flatten`,
+/// `merge`): fetches the registry layers among `sources` whole, one after
+/// another, on a background thread, `--max-requests` ranges in flight, as
+/// `pull` does. Reads that get ahead of it fetch what they need themselves
+/// (a chunk is fetched once: readers wait for the fetch in flight). Failures
+/// are left to the reads to report.
+pub fn fetch_whole_in_background(sources: &[super::LayerSource]) {
+    let layers: Vec<RemoteLayer> = sources
+        .iter()
+        .filter_map(|s| match s {
+            super::LayerSource::Remote(r) => Some(r.clone()),
+            super::LayerSource::File(_) => None,
+        })
+        .collect();
+    if layers.is_empty() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("obd-fetch".into())
+        .spawn(move || {
+            for l in layers {
+                let _ = l.fetch_all(&|_| {});
+            }
+        });
+}
+
 /// Fetches registry blob `blob` whole into `data` (its chunk record at
 /// `record`, so that an interrupted fetch resumes), `workers` requests in
 /// flight, and checks it against its digest; `progress` gets the bytes
@@ -273,17 +304,24 @@ struct Inner {
 impl Inner {
     /// Fetches claimed chunks `first..=last` with one request.
     fn fetch(&self, first: u64, last: u64) -> Result<()> {
+        self.fetch_with(first, last, &mut Vec::new())
+    }
+
+    /// As `fetch`, into `buf` (kept by the caller across fetches: a large
+    /// fresh buffer costs a page fault per page).
+    fn fetch_with(&self, first: u64, last: u64, buf: &mut Vec<u8>) -> Result<()> {
         let (start, len) = self.cache.chunk_range(first, last);
-        let mut buf = vec![0u8; len as usize];
+        buf.resize(len as usize, 0);
+        let buf = &mut buf[..];
         let c = &self.cache;
         if let Err(e) = self
             .reg
-            .read_blob(&self.repo, c.digest(), c.size(), start, &mut buf)
+            .read_blob(&self.repo, c.digest(), c.size(), start, buf)
         {
             c.release(first, last);
             return Err(e);
         }
-        c.fill(first, last, &buf)
+        c.fill(first, last, buf)
     }
 
     /// Makes chunks `first..=last` present: fetches what is absent, waits
@@ -304,39 +342,65 @@ impl Inner {
                 .sum(),
         );
         progress(done.load(Ordering::Relaxed));
+        // Ranges of 4 to 16 MiB, at least two per worker: fewer requests
+        // for a large blob, every worker busy for a small one; at most
+        // 128 MiB of buffers in flight whatever --max-requests says.
+        let w = workers.clamp(1, 64) as u64;
+        let run = (n / (2 * w))
+            .clamp(DEMAND_RUN, WHOLE_RUN)
+            .min((WHOLE_BUFFERS / (w * self.cache.chunk_size())).max(DEMAND_RUN));
         let first_err: Mutex<Option<Error>> = Mutex::new(None);
+        let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
+            // The digest is computed as the chunks arrive, not after.
+            let hasher = s.spawn(|| self.cache.hash_following(&stop));
+            let mut workers_done = Vec::new();
             for _ in 0..workers.clamp(1, 64) {
-                s.spawn(|| loop {
-                    if first_err.lock().is_ok_and(|e| e.is_some()) {
-                        return;
-                    }
-                    let claimed = match self.cache.claim(0, n - 1, DEMAND_RUN, false) {
-                        Ok(Some(c)) => c,
-                        Ok(None) => return,
-                        Err(e) => {
-                            keep_first(&first_err, e);
+                workers_done.push(s.spawn(|| {
+                    let mut scratch = Vec::new();
+                    loop {
+                        if first_err.lock().is_ok_and(|e| e.is_some()) {
                             return;
                         }
-                    };
-                    match self.fetch(claimed.0, claimed.1) {
-                        Ok(()) => {
-                            let got = self.cache.chunk_range(claimed.0, claimed.1).1;
-                            progress(done.fetch_add(got, Ordering::Relaxed) + got);
-                        }
-                        Err(e) => {
-                            keep_first(&first_err, e);
-                            return;
+                        let claimed = match self.cache.claim(0, n - 1, run, false) {
+                            Ok(Some(c)) => c,
+                            Ok(None) => return,
+                            Err(e) => {
+                                keep_first(&first_err, e);
+                                return;
+                            }
+                        };
+                        match self.fetch_with(claimed.0, claimed.1, &mut scratch) {
+                            Ok(()) => {
+                                let got = self.cache.chunk_range(claimed.0, claimed.1).1;
+                                progress(done.fetch_add(got, Ordering::Relaxed) + got);
+                            }
+                            Err(e) => {
+                                keep_first(&first_err, e);
+                                return;
+                            }
                         }
                     }
-                });
+                }));
             }
+            for w in workers_done {
+                let _ = w.join();
+            }
+            // Whatever other threads were busy with.
+            if first_err.lock().is_ok_and(|e| e.is_none()) {
+                if let Err(e) = self.ensure(0, n - 1) {
+                    keep_first(&first_err, e);
+                }
+            }
+            if first_err.lock().is_ok_and(|e| e.is_some()) {
+                stop.store(true, Ordering::Relaxed);
+            }
+            // A hashing failure only means verify_digest hashes again.
+            let _ = hasher.join();
         });
         if let Some(e) = first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
-        // Whatever other processes or threads were busy with.
-        self.ensure(0, n - 1)?;
         self.cache.persist()
     }
 }

@@ -759,6 +759,9 @@ impl Registry {
                 }
             }
         }
+        // Reading the body to its end gives the connection back to the
+        // pool: the next request skips the connect (and the TLS handshake).
+        let _ = r.read(&mut [0u8; 1]);
         Ok(())
     }
 
