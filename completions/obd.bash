@@ -1452,7 +1452,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__serve)
-            opts="-q -h -V --socket --listen --name --upper --read-only --foreground --threads --timeout --cache-size --ignore-chain --max-index-memory --record-trace --prefetch --creds --authfile --insecure-registry --cert-dir --max-requests --request-timeout --cache-dir --cache-limit --json --format --quiet --help --version"
+            opts="-q -h -V --socket --listen --tls-cert --tls-key --name --upper --read-only --foreground --threads --timeout --cache-size --ignore-chain --max-index-memory --record-trace --prefetch --creds --authfile --insecure-registry --cert-dir --max-requests --request-timeout --cache-dir --cache-limit --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1463,6 +1463,14 @@ _obd() {
                     return 0
                     ;;
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -148,7 +148,9 @@ complete -c obd -n "__fish_obd_using_subcommand attach" -s q -l quiet -d 'Do not
 complete -c obd -n "__fish_obd_using_subcommand attach" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c obd -n "__fish_obd_using_subcommand attach" -s V -l version -d 'Print version'
 complete -c obd -n "__fish_obd_using_subcommand serve" -l socket -d 'Listen on this Unix socket (default: RUN_DIR/nbdN.sock, printed when live)' -r -F
-complete -c obd -n "__fish_obd_using_subcommand serve" -l listen -d 'Listen on TCP instead, at ADDR:PORT on a loopback address (port 0: any free one)' -r
+complete -c obd -n "__fish_obd_using_subcommand serve" -l listen -d 'Listen on TCP instead, at ADDR:PORT (port 0: any free one); beyond loopback addresses only with --tls-cert' -r
+complete -c obd -n "__fish_obd_using_subcommand serve" -l tls-cert -d 'Require TLS (NBD STARTTLS), with this PEM certificate chain (the server\'s certificate first)' -r -F
+complete -c obd -n "__fish_obd_using_subcommand serve" -l tls-key -d 'The PEM private key of --tls-cert' -r -F
 complete -c obd -n "__fish_obd_using_subcommand serve" -l name -d 'The export\'s name (clients may always ask for the default export "")' -r
 complete -c obd -n "__fish_obd_using_subcommand serve" -l upper -d 'A writable layer (data file and index file) on top of the stack' -r -F
 complete -c obd -n "__fish_obd_using_subcommand serve" -l threads -d 'Threads serving requests, 1 to 64' -r

@@ -23,15 +23,18 @@ struct Export {
 
 impl Export {
     fn start(args: &[&str]) -> Export {
+        Export::start_at(args, true)
+    }
+
+    /// With `unix` false, `args` say where to listen (`--listen`).
+    fn start_at(args: &[&str], unix: bool) -> Export {
         let dir = tmpdir();
         let run = dir.path().join("run");
         let socket = dir.path().join("s.sock");
-        let mut a = vec![
-            "--json".to_string(),
-            "serve".into(),
-            "--socket".into(),
-            socket.display().to_string(),
-        ];
+        let mut a = vec!["--json".to_string(), "serve".into()];
+        if unix {
+            a.extend(["--socket".into(), socket.display().to_string()]);
+        }
         a.extend(args.iter().map(|s| s.to_string()));
         let out = Command::new(env!("CARGO_BIN_EXE_obd"))
             .args(&a)
@@ -517,4 +520,190 @@ fn the_export_is_listed_detached_and_its_record_documented() {
     // TCP beyond loopback is refused (no TLS).
     let r = obd(["serve", "--listen", "192.0.2.1:10809", "L0.commit"]).clean_error();
     assert!(r.stderr().contains("loopback"), "{}", r.stderr());
+}
+
+/// `openssl` making a CA and a certificate for 127.0.0.1 signed by it, in
+/// the file names GnuTLS clients (qemu, libnbd) look for in a directory:
+/// `ca-cert.pem`; the server's `server-cert.pem` and `server-key.pem`.
+fn make_ca(dir: &Path, name: &str) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian: openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let subj = format!("/CN={name}");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca-cert.pem",
+        "-subj",
+        &subj,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server-key.pem",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca-cert.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "server-cert.pem",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[test]
+fn tls_is_required_and_spoken_with_qemu_img_and_libnbd() {
+    let d = tmpdir();
+    let ca = d.path().join("ca");
+    let other = d.path().join("other");
+    std::fs::create_dir_all(&ca).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    make_ca(&ca, "obd test CA");
+    make_ca(&other, "another CA");
+    let s = manifest()["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "s_L0L1")
+        .unwrap()
+        .clone();
+    let want = s["flattened_sha256"].as_str().unwrap().to_string();
+    let cert = ca.join("server-cert.pem");
+    let key = ca.join("server-key.pem");
+    let mut args = vec![
+        "--listen".to_string(),
+        "127.0.0.1:0".into(),
+        "--tls-cert".into(),
+        cert.display().to_string(),
+        "--tls-key".into(),
+        key.display().to_string(),
+    ];
+    args.extend(stack_args(&s));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Export::start_at(&refs, false);
+    let addr = e.record["char_device"].as_str().unwrap().to_string();
+    let uri = e.record["device"].as_str().unwrap().to_string();
+    assert_eq!(uri, format!("nbds://{addr}/"));
+    let port = addr.rsplit(':').next().unwrap();
+    // libnbd (nbdcopy) over TLS: the reference's bytes.
+    let copy = d.path().join("copy.raw");
+    tool(
+        "nbdcopy",
+        &[
+            &format!("{uri}?tls-certificates={}", ca.display()),
+            copy.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(sha256_file(&copy), want);
+    // qemu-img over TLS: the same bytes.
+    let conv = d.path().join("conv.raw");
+    tool(
+        "qemu-img",
+        &[
+            "convert",
+            "--object",
+            &format!("tls-creds-x509,id=tls0,endpoint=client,dir={}", ca.display()),
+            "--image-opts",
+            &format!("driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={port},tls-creds=tls0"),
+            "-O",
+            "raw",
+            conv.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(sha256_file(&conv), want);
+    // A client without TLS, or one that trusts another CA, gets nothing.
+    for (u, why) in [
+        (format!("nbd://{addr}/"), "without TLS"),
+        (
+            format!("{uri}?tls-certificates={}", other.display()),
+            "trusting another CA",
+        ),
+    ] {
+        let out = Command::new("nbdinfo").arg(&u).output().unwrap();
+        assert!(!out.status.success(), "a client {why} was served");
+    }
+    e.stop();
+    // On a Unix socket too; by the protocol's letter: before STARTTLS,
+    // options get ERR_TLS_REQD; STARTTLS is acknowledged, then a TLS
+    // handshake is expected (plain bytes end the connection).
+    let e = Export::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "L0.commit",
+    ]);
+    assert!(e.record["device"]
+        .as_str()
+        .unwrap()
+        .starts_with("nbds+unix://"));
+    let mut raw = Raw::connect(&e.socket);
+    raw.option(opt::LIST, &[]);
+    assert_eq!(raw.reply().0, rep::ERR_TLS_REQD);
+    raw.option(opt::STRUCTURED_REPLY, &[]);
+    assert_eq!(raw.reply().0, rep::ERR_TLS_REQD);
+    raw.option(opt::STARTTLS, &[]);
+    assert_eq!(raw.reply().0, rep::ACK);
+    raw.option(opt::LIST, &[]);
+    assert!(raw.closed(), "plain options after STARTTLS were answered");
+    e.stop();
+    // Misconfigurations fail before anything listens, naming the file.
+    let r = obd([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        other.join("server-key.pem").to_str().unwrap(),
+        "L0.commit",
+    ])
+    .clean_error();
+    assert!(r.stderr().contains("server-cert.pem"), "{}", r.stderr());
+    let r = obd(["serve", "--listen", "192.0.2.1:10809", "L0.commit"]).clean_error();
+    assert!(r.stderr().contains("--tls-cert"), "{}", r.stderr());
 }

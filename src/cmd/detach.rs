@@ -38,6 +38,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         listen: None,
         name: String::new(),
         workers: 1,
+        tls: None,
     };
     let transport: &dyn daemon::Transport = if id >= NBD_ID_BASE {
         &nbd

@@ -24,9 +24,17 @@ pub struct Args {
     /// Listen on this Unix socket (default: RUN_DIR/nbdN.sock, printed when live).
     #[arg(long, value_name = "PATH", conflicts_with = "listen")]
     pub socket: Option<PathBuf>,
-    /// Listen on TCP instead, at ADDR:PORT on a loopback address (port 0: any free one).
+    /// Listen on TCP instead, at ADDR:PORT (port 0: any free one); beyond
+    /// loopback addresses only with --tls-cert.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+    /// Require TLS (NBD STARTTLS), with this PEM certificate chain (the
+    /// server's certificate first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// The export's name (clients may always ask for the default export "").
     #[arg(long, value_name = "NAME", default_value = "")]
     pub name: String,
@@ -103,6 +111,7 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         listen: a.listen,
         name: a.name,
         workers: a.threads as usize,
+        tls: a.tls_cert.map(absolute).zip(a.tls_key.map(absolute)),
     };
     super::attach::start(g, &plan, &transport, out)
 }

@@ -7,8 +7,9 @@
 //!   size and flags, its name, a description and block sizes: minimum 1
 //!   byte, or 512 for a writable export, preferred 4 KiB, maximum 32 MiB),
 //!   `STRUCTURED_REPLY`, `LIST_META_CONTEXT` and `SET_META_CONTEXT` with
-//!   `base:allocation`; `STARTTLS` is refused (no TLS: TCP is served on
-//!   loopback addresses only);
+//!   `base:allocation`; `STARTTLS` with a certificate and key given (then
+//!   TLS is required, as `qemu-nbd --tls-creds` does; without TLS, TCP is
+//!   served on loopback addresses only);
 //! - commands `READ` (a structured reply sends a read of a hole as one
 //!   `OFFSET_HOLE` chunk), `WRITE`, `FLUSH`, `TRIM`, `WRITE_ZEROES` (with
 //!   `--upper`), `CACHE`, `BLOCK_STATUS` (holes and zeroed extents of the
@@ -24,6 +25,7 @@
 
 pub mod proto;
 pub mod server;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,8 @@ pub struct Nbd {
     pub name: String,
     /// Worker threads.
     pub workers: usize,
+    /// TLS certificate chain and key (PEM): TLS required.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The lowest export number whose record is free.
@@ -62,12 +66,15 @@ fn free_id() -> u32 {
 impl Transport for Nbd {
     fn preflight(&self) -> anyhow::Result<()> {
         if let Some(a) = self.listen {
-            if !a.ip().is_loopback() {
+            if !a.ip().is_loopback() && self.tls.is_none() {
                 anyhow::bail!(
-                    "{a}: obd serves TCP on loopback addresses only (it has no TLS yet); \
-                     use 127.0.0.1 or [::1], or a Unix socket"
+                    "{a}: obd serves TCP beyond loopback only with TLS (--tls-cert and \
+                     --tls-key); use 127.0.0.1 or [::1], or a Unix socket"
                 );
             }
+        }
+        if let Some((cert, key)) = &self.tls {
+            tls::server_config(cert, key)?;
         }
         if let Some(p) = &self.socket {
             let dir = match p.parent() {
@@ -109,11 +116,18 @@ impl Transport for Nbd {
         let size = target.size();
         let mut opts = Options::new(endpoint.clone(), self.name.clone());
         opts.workers = self.workers;
+        if let Some((cert, key)) = &self.tls {
+            opts.tls = Some(tls::server_config(cert, key)?);
+        }
         let server =
             Server::start(target.clone(), listener, &opts).context("starting the server")?;
         let live = Live {
             id,
-            device: endpoint.uri(&self.name),
+            device: if self.tls.is_some() {
+                endpoint.uri(&self.name).replacen("nbd", "nbds", 1)
+            } else {
+                endpoint.uri(&self.name)
+            },
             char_device: match &endpoint {
                 Endpoint::Unix(p) => p.display().to_string(),
                 Endpoint::Tcp(a) => a.to_string(),

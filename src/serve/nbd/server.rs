@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::proto::{self, cflag, chunk, cmd, errno, info, opt, rep, tflag, Fields, Request};
+use super::tls::TlsStream;
 use crate::serve::target::Target;
 
 /// Largest request obd serves (and announces as the maximum block size).
@@ -68,6 +69,8 @@ pub struct Options {
     pub max_connections: usize,
     /// Bytes of requests in flight, over all connections.
     pub max_in_flight: u64,
+    /// TLS: when set, clients must `STARTTLS` before anything else.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Options {
@@ -80,14 +83,20 @@ impl Options {
             workers: 4,
             max_connections: 64,
             max_in_flight: 256 << 20,
+            tls: None,
         }
     }
 }
 
-/// A connected stream of either kind.
+/// A connected stream: plain, or TLS over a plain one after `STARTTLS`.
 enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    Tls {
+        tls: TlsStream,
+        /// The socket under it (for clones, timeouts and shutdown).
+        raw: Box<Stream>,
+    },
 }
 
 impl Stream {
@@ -95,6 +104,26 @@ impl Stream {
         Ok(match self {
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Tls { tls, raw } => Stream::Tls {
+                tls: tls.with_reader(Box::new(raw.try_clone()?)),
+                raw: Box::new(raw.try_clone()?),
+            },
+        })
+    }
+
+    /// This stream with TLS over it (the handshake runs on the first read).
+    fn start_tls(&self, cfg: &Arc<rustls::ServerConfig>) -> io::Result<Stream> {
+        if let Stream::Tls { .. } = self {
+            return Err(io::Error::other("TLS is already on"));
+        }
+        let tls = TlsStream::new(
+            cfg,
+            Box::new(self.try_clone()?),
+            Box::new(self.try_clone()?),
+        )?;
+        Ok(Stream::Tls {
+            tls,
+            raw: Box::new(self.try_clone()?),
         })
     }
 
@@ -102,14 +131,20 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.set_read_timeout(t),
             Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Tls { raw, .. } => raw.set_read_timeout(t),
         }
     }
 
     fn shutdown(&self) {
-        let _ = match self {
-            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
-        };
+        match self {
+            Stream::Unix(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Stream::Tcp(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Stream::Tls { raw, .. } => raw.shutdown(),
+        }
     }
 }
 
@@ -118,6 +153,7 @@ impl Read for Stream {
         match self {
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
+            Stream::Tls { tls, .. } => tls.read(buf),
         }
     }
 }
@@ -127,12 +163,14 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
+            Stream::Tls { tls, .. } => tls.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.flush(),
             Stream::Tcp(s) => s.flush(),
+            Stream::Tls { tls, .. } => tls.flush(),
         }
     }
 }
@@ -197,6 +235,7 @@ impl Listener {
         match &s {
             Stream::Unix(u) => u.set_nonblocking(false)?,
             Stream::Tcp(t) => t.set_nonblocking(false)?,
+            Stream::Tls { .. } => {}
         }
         Ok(s)
     }
@@ -342,6 +381,7 @@ struct Shared {
     connections: AtomicUsize,
     max_connections: usize,
     open: Mutex<Vec<Stream>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A running server: the listener's thread, the workers.
@@ -374,6 +414,7 @@ impl Server {
             connections: AtomicUsize::new(0),
             max_connections: opts.max_connections.max(1),
             open: Mutex::new(Vec::new()),
+            tls: opts.tls.clone(),
         });
         let workers_n = opts.workers.clamp(1, 64);
         let (tx, rx) = sync_channel::<Job>(workers_n * 4);
@@ -561,6 +602,25 @@ fn handshake(shared: &Shared, s: &mut Stream) -> io::Result<Option<Negotiated>> 
             s.write_all(&reply(rep::ERR_SHUTDOWN, "the server is stopping"))?;
             return Ok(None);
         }
+        let in_tls = matches!(s, Stream::Tls { .. });
+        if let Some(cfg) = shared.tls.as_ref().filter(|_| !in_tls) {
+            // TLS is required: nothing but STARTTLS (or ABORT) before it.
+            match option {
+                opt::STARTTLS if data.is_empty() => {
+                    s.write_all(&reply(rep::ACK, ""))?;
+                    *s = s.start_tls(cfg)?;
+                }
+                opt::STARTTLS => s.write_all(&reply(rep::ERR_INVALID, "no data expected"))?,
+                opt::ABORT => {
+                    let _ = s.write_all(&reply(rep::ACK, ""));
+                    return Ok(None);
+                }
+                // This option cannot fail: the connection ends.
+                opt::EXPORT_NAME => return Ok(None),
+                _ => s.write_all(&reply(rep::ERR_TLS_REQD, "TLS is required: STARTTLS first"))?,
+            }
+            continue;
+        }
         match option {
             opt::EXPORT_NAME => {
                 let name = std::str::from_utf8(&data).unwrap_or("\u{0}");
@@ -591,8 +651,11 @@ fn handshake(shared: &Shared, s: &mut Stream) -> io::Result<Option<Negotiated>> 
                 s.write_all(&proto::option_reply(option, rep::SERVER, &d))?;
                 s.write_all(&reply(rep::ACK, ""))?;
             }
+            opt::STARTTLS if in_tls => {
+                s.write_all(&reply(rep::ERR_INVALID, "TLS is already on"))?;
+            }
             opt::STARTTLS => {
-                s.write_all(&reply(rep::ERR_UNSUP, "obd serves without TLS"))?;
+                s.write_all(&reply(rep::ERR_UNSUP, "this export is served without TLS"))?;
             }
             opt::INFO | opt::GO => {
                 let go = option == opt::GO;
