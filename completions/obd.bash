@@ -37,6 +37,9 @@ _obd() {
             obd,detach)
                 cmd="obd__subcmd__detach"
                 ;;
+            obd,doctor)
+                cmd="obd__subcmd__doctor"
+                ;;
             obd,flatten)
                 cmd="obd__subcmd__flatten"
                 ;;
@@ -118,6 +121,9 @@ _obd() {
             obd__subcmd__help,detach)
                 cmd="obd__subcmd__help__subcmd__detach"
                 ;;
+            obd__subcmd__help,doctor)
+                cmd="obd__subcmd__help__subcmd__doctor"
+                ;;
             obd__subcmd__help,flatten)
                 cmd="obd__subcmd__help__subcmd__flatten"
                 ;;
@@ -194,7 +200,7 @@ _obd() {
 
     case "${cmd}" in
         obd)
-            opts="-q -h -V --json --format --quiet --help --version inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help"
+            opts="-q -h -V --json --format --quiet --help --version inspect map flatten demo attach serve detach list doctor create commit merge zfile verify push pull cache completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -657,6 +663,24 @@ _obd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        obd__subcmd__doctor)
+            opts="-q -h -V --json --format --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         obd__subcmd__flatten)
             opts="-o -f -q -h -V --output --force --upper --cache-size --ignore-chain --max-index-memory --creds --authfile --insecure-registry --cert-dir --max-requests --request-timeout --cache-dir --cache-limit --json --format --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -728,7 +752,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help)
-            opts="inspect map flatten demo attach serve detach list create commit merge zfile verify push pull cache completions man help"
+            opts="inspect map flatten demo attach serve detach list doctor create commit merge zfile verify push pull cache completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -868,6 +892,20 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help__subcmd__detach)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

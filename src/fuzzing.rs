@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("segment_index", segment_index),
     ("stack", stack),
     ("verify", verify),
+    ("remote_input", remote_input),
 ];
 
 /// Reads up to `budget` bytes of a stack's data extents and a few small
@@ -228,5 +229,51 @@ pub fn verify(data: &[u8]) {
         let d: Arc<dyn ReadAt> = Arc::new(data[..split].to_vec());
         let i: Arc<dyn ReadAt> = Arc::new(data[split..].to_vec());
         let _ = verify_pair_readers("data", d, "index", i, &noop);
+    }
+}
+
+/// What registries, image layouts and trace files hand obd, by the first
+/// byte: 0 a manifest or index (and its overlaybd layers), 1 a
+/// `WWW-Authenticate` header, 2 a `Content-Range` header, 3 a trace file,
+/// 4 an image reference.
+pub fn remote_input(data: &[u8]) {
+    let Some((&kind, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    match kind % 5 {
+        0 => {
+            if let Ok(crate::source::image::Document::Manifest(m)) =
+                crate::source::image::parse_document(rest, None)
+            {
+                if let Ok(layers) = crate::source::image::overlaybd_layers(&m) {
+                    assert_eq!(layers.len(), m.layers.len(), "one blob per layer");
+                }
+            }
+        }
+        1 => {
+            let _ = crate::source::registry::auth::parse_challenge(&text);
+        }
+        2 => {
+            if let Some((a, b, total)) = crate::source::registry::client::parse_content_range(&text)
+            {
+                assert!(a <= b, "a range that ends before it starts");
+                if let Some(t) = total {
+                    assert!(b < t, "a range past the blob's end");
+                }
+            }
+        }
+        3 => {
+            if let Ok(records) = crate::serve::trace::decode(rest) {
+                assert_eq!(
+                    records.len(),
+                    rest.len() / crate::serve::trace::RECORD - 1,
+                    "every record decoded"
+                );
+            }
+        }
+        _ => {
+            let _ = crate::source::reference::ImageRef::parse(&text);
+        }
     }
 }

@@ -239,6 +239,7 @@ fn json_documents_have_the_documented_keys() {
             vec!["verify".into(), fxs("L0.commit")],
         ),
         ("obd list", vec!["list".into()]),
+        ("obd doctor", vec!["doctor".into()]),
         (
             "obd push LAYER... DEST",
             vec![

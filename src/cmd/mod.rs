@@ -18,6 +18,8 @@ pub mod demo;
 #[cfg(target_os = "linux")]
 pub mod detach;
 pub mod docs;
+#[cfg(target_os = "linux")]
+pub mod doctor;
 pub mod flatten;
 pub mod inspect;
 #[cfg(target_os = "linux")]
@@ -149,6 +151,9 @@ pub enum Command {
     /// List attached ublk devices with their layers, server and state.
     #[cfg(target_os = "linux")]
     List(list::Args),
+    /// Check what attach needs: kernel, ublk_drv, /dev/ublk-control, features, io_uring (exit 1 on a failure).
+    #[cfg(target_os = "linux")]
+    Doctor(doctor::Args),
     /// Create an empty writable layer (data file + index file).
     Create(create::Args),
     /// Seal a writable layer into a read-only layer, seal in place, or commit a raw image's difference.
@@ -433,6 +438,8 @@ pub fn run(mut cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Detach(a) => detach::run(g, a, out),
         #[cfg(target_os = "linux")]
         Command::List(a) => list::run(g, a, out),
+        #[cfg(target_os = "linux")]
+        Command::Doctor(a) => doctor::run(g, a, out),
         Command::Zfile(c) => zfile::run(g, c, out),
         Command::Create(a) => create::run(g, a, out),
         Command::Commit(a) => commit::run(g, a, out),

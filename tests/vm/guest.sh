@@ -447,9 +447,39 @@ check_registry() {
     fi
 }
 
+# obd doctor before ublk_drv is loaded (run by main), then after: what
+# fails, what passes, the feature mask by name, a control device that only
+# root may open.
+doctor_status() {  # doctor_status FILE CHECK: that check's status
+    tr -d '\n ' < "$1" | sed -n "s/.*\"check\":\"$2\",\"detail\":\"[^\"]*\",\"status\":\"\([a-z]*\)\".*/\1/p"
+}
+check_doctor() {
+    obd doctor --json > /tmp/doctor.after; after=$?
+    chmod 000 /dev/ublk-control
+    obd doctor --json > /tmp/doctor.locked; locked=$?
+    chmod 600 /dev/ublk-control
+    obd doctor > /tmp/doctor.table
+    if [ "$(cat /tmp/doctor.before.rc)" != 1 ] || [ "$(doctor_status /tmp/doctor.before ublk_drv)" != fail ] \
+        || [ "$(doctor_status /tmp/doctor.before control)" != fail ]; then
+        fail doctor "before ublk_drv: exit $(cat /tmp/doctor.before.rc): $(tr -d '\n' < /tmp/doctor.before)"
+    elif [ "$after" != 0 ] || [ "$(doctor_status /tmp/doctor.after ublk_drv)" != ok ] \
+        || [ "$(doctor_status /tmp/doctor.after control)" != ok ] \
+        || ! grep -q "USER_RECOVERY" /tmp/doctor.after; then
+        fail doctor "after ublk_drv: exit $after: $(tr -d '\n' < /tmp/doctor.after)"
+    elif [ "$locked" != 0 ] || [ "$(doctor_status /tmp/doctor.locked control)" != warn ]; then
+        fail doctor "mode 000: exit $locked: $(tr -d '\n' < /tmp/doctor.locked)"
+    elif ! grep -q "features" /tmp/doctor.table; then
+        fail doctor "the table: $(cat /tmp/doctor.table)"
+    else
+        echo "doctor: $(grep -o '"0x[0-9a-f]*: [A-Z_ ]*' /tmp/doctor.after | head -n 1)"
+        pass doctor
+    fi
+}
+
 # --- main ---
 load_modules ublk_drv
 check_preflight
+obd doctor --json > /tmp/doctor.before; echo $? > /tmp/doctor.before.rc
 insmod /lib/modules/ublk_drv.ko || echo "insmod ublk_drv failed"
 echo "checks: $(cat /vm/checks)"
 for c in $(cat /vm/checks); do
@@ -465,6 +495,7 @@ for c in $(cat /vm/checks); do
         list) check_list ;;
         nbd) check_nbd ;;
         registry) check_registry ;;
+        doctor) check_doctor ;;
     esac
     # Every check leaves the machine as it found it.
     no_ublk_devices || echo "WARN: devices left after $c: $(ls /dev/ublk[bc]* | tr '\n' ' ')"

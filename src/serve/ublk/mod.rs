@@ -32,6 +32,7 @@
 //! and deletes the device and flushes the target.
 
 pub mod ctrl;
+pub mod doctor;
 mod handler;
 mod server;
 

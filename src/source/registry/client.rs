@@ -1089,7 +1089,7 @@ fn classify(place: &str, what: &str, e: ureq::Error) -> Failure {
 }
 
 /// `bytes A-B/TOTAL` (TOTAL may be `*`).
-fn parse_content_range(s: &str) -> Option<(u64, u64, Option<u64>)> {
+pub(crate) fn parse_content_range(s: &str) -> Option<(u64, u64, Option<u64>)> {
     let r = s.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = r.split_once('/')?;
     let (a, b) = range.split_once('-')?;
@@ -1098,7 +1098,8 @@ fn parse_content_range(s: &str) -> Option<(u64, u64, Option<u64>)> {
         "*" => None,
         t => Some(t.parse().ok()?),
     };
-    (a <= b).then_some((a, b, total))
+    // A range that ends before it starts, or past the blob's end, is not one.
+    (a <= b && total.is_none_or(|t| b < t)).then_some((a, b, total))
 }
 
 /// A `Location` resolved against the URL it answered.
