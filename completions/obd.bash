@@ -70,6 +70,9 @@ _obd() {
             obd,serve)
                 cmd="obd__subcmd__serve"
                 ;;
+            obd,stats)
+                cmd="obd__subcmd__stats"
+                ;;
             obd,verify)
                 cmd="obd__subcmd__verify"
                 ;;
@@ -154,6 +157,9 @@ _obd() {
             obd__subcmd__help,serve)
                 cmd="obd__subcmd__help__subcmd__serve"
                 ;;
+            obd__subcmd__help,stats)
+                cmd="obd__subcmd__help__subcmd__stats"
+                ;;
             obd__subcmd__help,verify)
                 cmd="obd__subcmd__help__subcmd__verify"
                 ;;
@@ -200,7 +206,7 @@ _obd() {
 
     case "${cmd}" in
         obd)
-            opts="-q -h -V --json --format --quiet --help --version inspect map flatten demo attach serve detach list doctor create commit merge zfile verify push pull cache completions man help"
+            opts="-q -h -V --json --format --quiet --help --version inspect map flatten demo attach serve detach list doctor stats create commit merge zfile verify push pull cache completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -752,7 +758,7 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help)
-            opts="inspect map flatten demo attach serve detach list doctor create commit merge zfile verify push pull cache completions man help"
+            opts="inspect map flatten demo attach serve detach list doctor stats create commit merge zfile verify push pull cache completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1046,6 +1052,20 @@ _obd() {
             return 0
             ;;
         obd__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__help__subcmd__stats)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1576,6 +1596,24 @@ _obd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        obd__subcmd__stats)
+            opts="-q -h -V --json --format --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --format)
                     COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
                     return 0

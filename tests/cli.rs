@@ -240,6 +240,7 @@ fn json_documents_have_the_documented_keys() {
         ),
         ("obd list", vec!["list".into()]),
         ("obd doctor", vec!["doctor".into()]),
+        ("obd stats", vec!["stats".into()]),
         (
             "obd push LAYER... DEST",
             vec![

@@ -707,3 +707,52 @@ fn tls_is_required_and_spoken_with_qemu_img_and_libnbd() {
     let r = obd(["serve", "--listen", "192.0.2.1:10809", "L0.commit"]).clean_error();
     assert!(r.stderr().contains("--tls-cert"), "{}", r.stderr());
 }
+
+#[test]
+fn stats_count_what_a_client_asked_for() {
+    let d = tmpdir();
+    let data = d.path().join("u.data").display().to_string();
+    let index = d.path().join("u.index").display().to_string();
+    obd(["create", "-q", "--size", "0", &data, &index]).ok();
+    let e = Export::start(&["--upper", &data, &index, "L0.commit", "L1.commit"]);
+    tool(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "read 0 1M",
+            "-c",
+            "write -P 7 2M 64k",
+            "-c",
+            "discard 4M 128k",
+            &e.uri(),
+        ],
+    );
+    // The server writes its counters once a second.
+    let mut last = serde_json::Value::Null;
+    for _ in 0..50 {
+        let v = e.obd(&["--json", "stats", "nbd0"]).ok().json();
+        last = v["devices"][0]["stats"].clone();
+        if last["writes"] == 1 && last["discards"] == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(last["reads"], 1, "{last}");
+    assert_eq!(last["read_bytes"], 1 << 20, "{last}");
+    assert_eq!(last["writes"], 1, "{last}");
+    assert_eq!(last["write_bytes"], 65536, "{last}");
+    assert_eq!(last["discards"], 1, "{last}");
+    assert_eq!(last["discard_bytes"], 131072, "{last}");
+    assert_eq!(last["errors"], 0, "{last}");
+    assert!(last["latency_p99_us"].as_u64().unwrap() >= 1, "{last}");
+    // A person's table; an unknown device is one error line.
+    let t = e.obd(&["--format", "plain", "stats"]).ok().stdout();
+    assert!(t.lines().any(|l| l.starts_with("nbd0 ")), "{t}");
+    e.obd(&["stats", "nbd7"]).clean_error();
+    let counters = e.run.join(format!("{}.stats.json", 1u32 << 20));
+    assert!(counters.exists());
+    e.stop();
+    assert!(!counters.exists(), "the counters outlive the export");
+}

@@ -5,7 +5,7 @@
 //! Inputs made here: the fixture stacks with their manifest hashes, an ext4
 //! image turned into a two-layer compressed stack by `obd commit --raw`, and
 //! a ZFile with one corrupted block. `OBD_VM_CHECKS` (space separated: stacks ext4 corrupt
-//! rw sigterm kill9 upper-crash config list nbd registry doctor) limits the run while iterating;
+//! rw sigterm kill9 upper-crash config list nbd registry doctor stats) limits the run while iterating;
 //! `OBD_VM_CONSOLE=1` prints the guest's console even when all is well.
 
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use crate::util::*;
 use crate::vmkit::{self, Console, Initramfs, Kernel, VmOptions};
 
 const ALL_CHECKS: &str =
-    "stacks ext4 rw corrupt sigterm kill9 upper-crash config list nbd registry doctor";
+    "stacks ext4 rw corrupt sigterm kill9 upper-crash config list nbd registry doctor stats";
 
 struct VmRun {
     console: Console,
@@ -97,6 +97,7 @@ vm_checks! {
     vm_kernel_nbd_client_on_a_served_stack => "nbd",
     vm_registry_image_attached_lazily_then_prefetched => "registry",
     vm_doctor_before_and_after_the_driver => "doctor",
+    vm_stats_count_reads_of_a_ublk_device => "stats",
 }
 
 /// Every stack of the manifest was checked, and the guest ran to its end

@@ -31,6 +31,8 @@ pub mod push;
 pub mod remote;
 #[cfg(target_os = "linux")]
 pub mod serve;
+#[cfg(target_os = "linux")]
+pub mod stats;
 pub mod verify;
 pub mod zfile;
 
@@ -154,6 +156,9 @@ pub enum Command {
     /// Check what attach needs: kernel, ublk_drv, /dev/ublk-control, features, io_uring (exit 1 on a failure).
     #[cfg(target_os = "linux")]
     Doctor(doctor::Args),
+    /// Requests, bytes, errors and latencies of attached devices and exports.
+    #[cfg(target_os = "linux")]
+    Stats(stats::Args),
     /// Create an empty writable layer (data file + index file).
     Create(create::Args),
     /// Seal a writable layer into a read-only layer, seal in place, or commit a raw image's difference.
@@ -440,6 +445,8 @@ pub fn run(mut cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::List(a) => list::run(g, a, out),
         #[cfg(target_os = "linux")]
         Command::Doctor(a) => doctor::run(g, a, out),
+        #[cfg(target_os = "linux")]
+        Command::Stats(a) => stats::run(g, a, out),
         Command::Zfile(c) => zfile::run(g, c, out),
         Command::Create(a) => create::run(g, a, out),
         Command::Commit(a) => commit::run(g, a, out),

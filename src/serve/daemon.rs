@@ -295,18 +295,17 @@ fn open_target(plan: &Plan) -> anyhow::Result<Arc<dyn Target>> {
             };
             let layer = WritableLayer::open(data, index, lower)
                 .with_context(|| data.display().to_string())?;
-            Ok(Arc::new(layer))
+            Ok(super::stats::counted(Arc::new(layer)))
         }
         _ => {
             let stack = Arc::new(Stack::open_sources(&plan.layers, upper, plan.read)?);
             check_chain(plan, &stack)?;
             start_prefetch(plan, &stack)?;
-            match &plan.record_trace {
-                Some(path) => Ok(Arc::new(trace::Traced(trace::Recorder::start(
-                    stack, path,
-                )?))),
-                None => Ok(stack),
-            }
+            let target: Arc<dyn Target> = match &plan.record_trace {
+                Some(path) => Arc::new(trace::Traced(trace::Recorder::start(stack, path)?)),
+                None => stack,
+            };
+            Ok(super::stats::counted(target))
         }
     }
 }
@@ -403,6 +402,7 @@ impl Observer for ForegroundObserver {
         let rec = record_for(&self.template, live, None);
         rec.save(&run_dir())
             .with_context(|| format!("recording the device in {}", run_dir().display()))?;
+        super::stats::start_writer(super::stats::path(&run_dir(), live.id));
         (self.on_live)(&rec)?;
         report_success(self.result_file.as_deref())
     }
@@ -457,6 +457,7 @@ impl Observer for DaemonObserver {
         let rec = record_for(&self.template, live, log);
         rec.save(&run_dir())
             .with_context(|| format!("recording the device in {}", run_dir().display()))?;
+        super::stats::start_writer(super::stats::path(&run_dir(), live.id));
         self.say(&format!("live {}", serde_json::to_string(&rec)?));
         self.hang_up();
         Ok(())

@@ -6,11 +6,14 @@
 //!   observer of a device's life, run records;
 //! - [`runstate`]: the records of served devices in the run directory;
 //! - [`ublk`]: the Linux ublk transport and device control;
-//! - [`nbd`]: the NBD transport (`obd serve`).
+//! - [`nbd`]: the NBD transport (`obd serve`);
+//! - [`stats`]: request counters and latencies, for `obd stats`;
+//! - [`trace`]: access traces and their replay.
 
 pub mod daemon;
 pub mod nbd;
 pub mod runstate;
+pub mod stats;
 pub(crate) mod sys;
 pub mod target;
 pub mod trace;

@@ -185,6 +185,7 @@ impl Record {
     /// Removes the record of device `id` (a missing one is fine).
     pub fn remove(dir: &Path, id: u32) {
         let _ = std::fs::remove_file(Self::path(dir, id));
+        crate::serve::stats::remove(dir, id);
     }
 
     /// All records in `dir`, by id; unreadable ones are skipped.

@@ -476,6 +476,25 @@ check_doctor() {
     fi
 }
 
+# obd stats on a ublk device: a direct read of 1 MiB is counted.
+stat_field() {  # stat_field FILE KEY
+    tr -d '\n ' < "$1" | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"
+}
+check_stats() {
+    dev=$(obd attach "$FX/L0.commit" "$FX/L1.commit" 2>/tmp/stats.err) || { fail stats "attach: $(cat /tmp/stats.err)"; return; }
+    dd if="$dev" of=/dev/null bs=1M count=1 iflag=direct 2>/dev/null
+    sleep 2
+    obd stats --json "$dev" > /tmp/stats.json 2>/tmp/stats.err; rc=$?
+    obd detach -q "$dev"
+    reads=$(stat_field /tmp/stats.json reads); bytes=$(stat_field /tmp/stats.json read_bytes)
+    if [ "$rc" != 0 ] || [ -z "$reads" ] || [ "$reads" -lt 1 ] || [ "$bytes" -lt 1048576 ]; then
+        fail stats "exit $rc: $(tr -d '\n' < /tmp/stats.json) $(cat /tmp/stats.err)"
+    else
+        echo "stats: $reads reads, $bytes bytes"
+        pass stats
+    fi
+}
+
 # --- main ---
 load_modules ublk_drv
 check_preflight
@@ -496,6 +515,7 @@ for c in $(cat /vm/checks); do
         nbd) check_nbd ;;
         registry) check_registry ;;
         doctor) check_doctor ;;
+        stats) check_stats ;;
     esac
     # Every check leaves the machine as it found it.
     no_ublk_devices || echo "WARN: devices left after $c: $(ls /dev/ublk[bc]* | tr '\n' ' ')"

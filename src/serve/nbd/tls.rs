@@ -62,6 +62,8 @@ struct Shared {
 pub(crate) struct TlsStream {
     rd: Box<dyn Socket>,
     shared: Arc<Shared>,
+    /// Ciphertext as read from the socket.
+    raw: Vec<u8>,
 }
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,6 +89,7 @@ impl TlsStream {
                 tls: Mutex::new(conn),
                 out: Mutex::new(wr),
             }),
+            raw: Vec::new(),
         })
     }
 
@@ -95,6 +98,7 @@ impl TlsStream {
         TlsStream {
             rd,
             shared: self.shared.clone(),
+            raw: Vec::new(),
         }
     }
 
@@ -121,7 +125,7 @@ impl Read for TlsStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut raw = vec![0u8; 16 << 10];
+        self.raw.resize(16 << 10, 0);
         loop {
             {
                 let mut tls = lock(&self.shared.tls);
@@ -132,13 +136,13 @@ impl Read for TlsStream {
                 }
             }
             // Ciphertext, read with no lock held.
-            let n = self.rd.read(&mut raw)?;
+            let n = self.rd.read(&mut self.raw)?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             let wants_write = {
                 let mut tls = lock(&self.shared.tls);
-                let mut data = &raw[..n];
+                let mut data = &self.raw[..n];
                 while !data.is_empty() {
                     tls.read_tls(&mut data)?;
                     tls.process_new_packets().map_err(tls_err)?;
