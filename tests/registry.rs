@@ -894,6 +894,29 @@ fn a_recorded_trace_prefetches_what_the_reads_wanted() {
         );
         assert!(std::path::Path::new(&format!("{}.lock", trace.display())).exists());
         qemu_read(&s.uri(), 4 << 20, 1 << 20);
+        // obd stats counts what came from the registry (at least the data
+        // read, fetched in whole chunks).
+        let mut fetched = 0;
+        for _ in 0..30 {
+            let v = o
+                .run_env(
+                    ["--json", "stats", "nbd0"],
+                    &[("OBD_RUN_DIR", s.run.to_str().unwrap())],
+                )
+                .ok()
+                .json();
+            fetched = v["devices"][0]["stats"]["remote_bytes"]
+                .as_u64()
+                .unwrap_or(0);
+            if fetched >= 1 << 20 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            fetched >= 1 << 20,
+            "{fetched} bytes fetched for a 1 MiB read"
+        );
     }
     // Stopping wrote the trace in overlaybd's format: reads of layer 0
     // covering what the disk's bytes 4 MiB..5 MiB map to.

@@ -714,7 +714,20 @@ fn stats_count_what_a_client_asked_for() {
     let data = d.path().join("u.data").display().to_string();
     let index = d.path().join("u.index").display().to_string();
     obd(["create", "-q", "--size", "0", &data, &index]).ok();
-    let e = Export::start(&["--upper", &data, &index, "L0.commit", "L1.commit"]);
+    let lower = "L1.lz4-bs16.zfile";
+    // A 4 KiB range of the compressed layer's data, read twice: one block
+    // decompressed, then served from the block cache.
+    let m = obd(["--json", "map", lower]).ok().json();
+    let at = m["extents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "data" && x["length"].as_u64().unwrap() >= 4096)
+        .unwrap()["start"]
+        .as_u64()
+        .unwrap();
+    let e = Export::start(&["--upper", &data, &index, lower]);
+    let again = format!("read {at} 4k");
     tool(
         "qemu-io",
         &[
@@ -722,6 +735,10 @@ fn stats_count_what_a_client_asked_for() {
             "raw",
             "-c",
             "read 0 1M",
+            "-c",
+            &again,
+            "-c",
+            &again,
             "-c",
             "write -P 7 2M 64k",
             "-c",
@@ -739,8 +756,11 @@ fn stats_count_what_a_client_asked_for() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(last["reads"], 1, "{last}");
-    assert_eq!(last["read_bytes"], 1 << 20, "{last}");
+    assert_eq!(last["reads"], 3, "{last}");
+    assert_eq!(last["read_bytes"], (1 << 20) + 8192, "{last}");
+    assert!(last["cache_inserts"].as_u64().unwrap() >= 1, "{last}");
+    assert!(last["cache_hits"].as_u64().unwrap() >= 1, "{last}");
+    assert_eq!(last["remote_bytes"], 0, "{last}");
     assert_eq!(last["writes"], 1, "{last}");
     assert_eq!(last["write_bytes"], 65536, "{last}");
     assert_eq!(last["discards"], 1, "{last}");

@@ -61,8 +61,19 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
     }
     let mut t = new_table(g);
     t.set_header([
-        "id", "device", "reads", "read", "writes", "written", "discards", "flushes", "errors",
-        "p50", "p99",
+        "id",
+        "device",
+        "reads",
+        "read",
+        "writes",
+        "written",
+        "discards",
+        "flushes",
+        "errors",
+        "p50",
+        "p99",
+        "cache hits/inserts",
+        "fetched",
     ]);
     for r in &rows {
         let id = if r.id >= NBD_ID_BASE {
@@ -83,6 +94,8 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
             s.errors.to_string(),
             format!("{} µs", s.latency_p50_us),
             format!("{} µs", s.latency_p99_us),
+            format!("{}/{}", s.cache_hits, s.cache_inserts),
+            human(s.remote_bytes),
         ]);
     }
     writeln!(out, "{}", render(g, &mut t))?;

@@ -291,6 +291,7 @@ fn open_target(plan: &Plan) -> anyhow::Result<Arc<dyn Target>> {
                 let stack = Arc::new(Stack::open_sources(&plan.layers, None, plan.read)?);
                 check_chain(plan, &stack)?;
                 start_prefetch(plan, &stack)?;
+                super::stats::watch_cache(stack.cache());
                 Some(stack)
             };
             let layer = WritableLayer::open(data, index, lower)
@@ -301,6 +302,7 @@ fn open_target(plan: &Plan) -> anyhow::Result<Arc<dyn Target>> {
             let stack = Arc::new(Stack::open_sources(&plan.layers, upper, plan.read)?);
             check_chain(plan, &stack)?;
             start_prefetch(plan, &stack)?;
+            super::stats::watch_cache(stack.cache());
             let target: Arc<dyn Target> = match &plan.record_trace {
                 Some(path) => Arc::new(trace::Traced(trace::Recorder::start(stack, path)?)),
                 None => stack,

@@ -63,7 +63,13 @@ impl Counters {
             }
             1u64 << BUCKETS
         };
+        let cache = CACHE
+            .get()
+            .map(crate::format::zfile::BlockCache::stats)
+            .unwrap_or_default();
         Snapshot {
+            cache_hits: cache.hits,
+            cache_inserts: cache.inserts,
             discard_bytes: l(&self.discard_bytes),
             discards: l(&self.discards),
             errors: l(&self.errors),
@@ -73,6 +79,7 @@ impl Counters {
             latency_p99_us: pct(0.99),
             read_bytes: l(&self.read_bytes),
             reads: l(&self.reads),
+            remote_bytes: crate::source::remote::fetched_bytes(),
             write_bytes: l(&self.write_bytes),
             writes: l(&self.writes),
         }
@@ -83,6 +90,11 @@ impl Counters {
 /// power-of-two buckets (a p50 of 64 means between 32 and 64 µs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// Reads of compressed blocks the block cache answered.
+    pub cache_hits: u64,
+    /// Blocks read, decompressed and put in the block cache (large reads
+    /// that pass the cache by are not counted).
+    pub cache_inserts: u64,
     /// Bytes discarded (TRIM, WRITE_ZEROES).
     pub discard_bytes: u64,
     /// Discard and write-zeroes requests.
@@ -101,6 +113,8 @@ pub struct Snapshot {
     pub read_bytes: u64,
     /// Read requests.
     pub reads: u64,
+    /// Bytes fetched from registries (lazy reads, read-ahead, prefetch).
+    pub remote_bytes: u64,
     /// Bytes written.
     pub write_bytes: u64,
     /// Write requests.
@@ -109,6 +123,16 @@ pub struct Snapshot {
 
 /// The counters of this server process (one device per server).
 static CURRENT: OnceLock<Arc<Counters>> = OnceLock::new();
+
+/// The block cache of this server's stack, for its hit and miss counts.
+static CACHE: OnceLock<crate::format::zfile::BlockCache> = OnceLock::new();
+
+/// Counts `cache`'s hits and misses in this process's snapshots.
+pub fn watch_cache(cache: Option<&crate::format::zfile::BlockCache>) {
+    if let Some(c) = cache {
+        let _ = CACHE.set(c.clone());
+    }
+}
 
 /// A target whose requests are counted.
 pub struct Counted {

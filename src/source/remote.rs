@@ -29,6 +29,14 @@ const AHEAD_RUN: u64 = 4;
 /// Read-ahead jobs waiting at most; more are dropped.
 const AHEAD_QUEUE: usize = 256;
 
+/// Bytes this process fetched from registries.
+static FETCHED: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes this process fetched from registries so far (for `obd stats`).
+pub fn fetched_bytes() -> u64 {
+    FETCHED.load(Ordering::Relaxed)
+}
+
 /// What remote sources share in one process: options, registry clients,
 /// the cache, and the entries open in it.
 pub struct RemoteContext {
@@ -321,6 +329,7 @@ impl Inner {
             c.release(first, last);
             return Err(e);
         }
+        FETCHED.fetch_add(len, Ordering::Relaxed);
         c.fill(first, last, buf)
     }
 
