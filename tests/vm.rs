@@ -183,14 +183,20 @@ fn boot() -> Result<VmRun, String> {
     }
     let initrd = work.path().join("initrd.gz");
     fs.pack(&initrd)?;
-    let console = vmkit::boot(
-        &kernel,
-        &initrd,
-        &VmOptions {
-            timeout: Duration::from_secs(1200),
-            ..VmOptions::default()
-        },
-    )?;
+    let opts = VmOptions {
+        timeout: Duration::from_secs(1200),
+        ..VmOptions::default()
+    };
+    let mut console = vmkit::boot(&kernel, &initrd, &opts)?;
+    // A guest that died before its checks started (the emulator or the
+    // kernel's boot, not obd) gets one more boot; its console is shown.
+    if !console.log.contains("OBD-VM-START") && !console.timed_out {
+        eprintln!(
+            "vm: the guest stopped before its checks began; booting again\n--- console ---\n{}",
+            console.log
+        );
+        console = vmkit::boot(&kernel, &initrd, &opts)?;
+    }
     eprintln!(
         "vm: {} booted and ran in {:?}",
         kernel.package, console.elapsed
