@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::{cell_lines, human, new_table, print_json, render, GlobalArgs};
-use crate::serve::runstate::{list, run_dir, Entry, NBD_ID_BASE};
+use crate::serve::runstate::{device_name, list, run_dir, Entry};
 
 /// Arguments of `obd list`.
 #[derive(Debug, clap::Args)]
@@ -49,11 +49,7 @@ pub fn run(g: &GlobalArgs, _a: Args, out: &mut dyn Write) -> anyhow::Result<Exit
     for e in &devices {
         t.add_row([
             // The name `obd detach` takes.
-            if e.transport == "nbd" {
-                format!("nbd{}", e.id.saturating_sub(NBD_ID_BASE))
-            } else {
-                e.id.to_string()
-            },
+            device_name(e.id),
             e.device.clone(),
             e.state.as_str().to_string(),
             e.pid.map(|p| p.to_string()).unwrap_or_default(),

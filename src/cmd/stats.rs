@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::{human, new_table, print_json, render, GlobalArgs};
-use crate::serve::runstate::{list, parse_device, run_dir, NBD_ID_BASE};
+use crate::serve::runstate::{device_name, list, parse_device, run_dir};
 use crate::serve::stats::{self, Snapshot};
 
 /// Arguments of `obd stats`.
@@ -76,14 +76,9 @@ pub fn run(g: &GlobalArgs, a: Args, out: &mut dyn Write) -> anyhow::Result<ExitC
         "fetched",
     ]);
     for r in &rows {
-        let id = if r.id >= NBD_ID_BASE {
-            format!("nbd{}", r.id - NBD_ID_BASE)
-        } else {
-            r.id.to_string()
-        };
         let s = r.stats.clone().unwrap_or_default();
         t.add_row([
-            id,
+            device_name(r.id),
             r.device.clone(),
             s.reads.to_string(),
             human(s.read_bytes),

@@ -381,6 +381,17 @@ pub fn list(dir: &Path) -> Vec<Entry> {
     out
 }
 
+/// The name `obd detach` and `obd stats` take for device `id`: `nbdN` for
+/// an NBD export, the ublk device number otherwise (what [`parse_device`]
+/// reads back).
+pub fn device_name(id: u32) -> String {
+    if id >= NBD_ID_BASE {
+        format!("nbd{}", id - NBD_ID_BASE)
+    } else {
+        id.to_string()
+    }
+}
+
 /// Parses a device given as `N`, `ublkbN`, `ublkcN`, `/dev/ublkbN` or
 /// `/dev/ublkcN`, or an NBD export as `nbdN`.
 ///

@@ -171,7 +171,7 @@ impl Transport for Nbd {
     }
 
     fn describe(&self, id: u32) -> String {
-        format!("NBD export nbd{}", id.saturating_sub(NBD_ID_BASE))
+        format!("NBD export {}", crate::serve::runstate::device_name(id))
     }
 
     fn device(&self, id: u32) -> String {
